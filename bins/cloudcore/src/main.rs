@@ -1,0 +1,3 @@
+//! cloudcore: the KubeEdge cloud daemon.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! edgecore: the KubeEdge edge daemon.
+
+fn main() {}

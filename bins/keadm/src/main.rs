@@ -1,0 +1,3 @@
+//! keadm: install and manage KubeEdge cloud and edge nodes.
+
+fn main() {}

@@ -1,0 +1,2 @@
+//! Prometheus /metrics endpoint shared by the daemons.
+#![warn(missing_docs)]

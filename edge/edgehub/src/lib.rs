@@ -1,0 +1,2 @@
+//! EdgeHub: the edge end of the link; heartbeat, reconnect, routing, sync replies.
+#![warn(missing_docs)]
