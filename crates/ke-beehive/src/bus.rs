@@ -65,6 +65,8 @@ struct Routes {
 struct Route {
     group: String,
     member: Member,
+    /// Identifies this registration, so that a stale cleanup cannot remove a successor.
+    registration: u64,
 }
 
 #[derive(Debug)]
@@ -119,6 +121,7 @@ impl Default for Beehive {
 pub struct Mailbox {
     module: String,
     group: String,
+    registration: u64,
     rx: mpsc::Receiver<Message>,
 }
 
@@ -141,6 +144,10 @@ impl Mailbox {
     /// Group of the module.
     pub fn group(&self) -> &str {
         &self.group
+    }
+
+    pub(crate) fn registration(&self) -> u64 {
+        self.registration
     }
 
     /// Messages queued now.
@@ -280,6 +287,7 @@ impl Beehive {
             name: Arc::from(module),
             tx,
         };
+        let registration = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
         let mut routes = self.inner.routes_mut();
         let Entry::Vacant(slot) = routes.modules.entry(module.to_owned()) else {
             return Err(Error::DuplicateModule {
@@ -289,6 +297,7 @@ impl Beehive {
         slot.insert(Route {
             group: group.to_owned(),
             member: member.clone(),
+            registration,
         });
         let members = routes.groups.entry(group.to_owned()).or_default();
         *members = members.iter().cloned().chain([member]).collect();
@@ -297,6 +306,7 @@ impl Beehive {
         Ok(Mailbox {
             module: module.to_owned(),
             group: group.to_owned(),
+            registration,
             rx,
         })
     }
@@ -305,10 +315,20 @@ impl Beehive {
     /// group, and its mailbox yields `None` once drained (after any send already waiting for
     /// room completes). Returns false if no such module was registered.
     pub fn cleanup(&self, module: &str) -> bool {
+        self.cleanup_registration(module, None)
+    }
+
+    /// [`cleanup`](Self::cleanup), but only if `module` is still the registration `only` (when
+    /// given): a module task that ends must not unregister a successor of the same name.
+    pub(crate) fn cleanup_registration(&self, module: &str, only: Option<u64>) -> bool {
         let mut routes = self.inner.routes_mut();
-        let Some(route) = routes.modules.remove(module) else {
+        let Entry::Occupied(entry) = routes.modules.entry(module.to_owned()) else {
             return false;
         };
+        if only.is_some_and(|r| r != entry.get().registration) {
+            return false;
+        }
+        let route = entry.remove();
         if let Entry::Occupied(mut e) = routes.groups.entry(route.group) {
             let rest: Arc<[Member]> = e.get().iter().filter(|m| &*m.name != module).cloned().collect();
             if rest.is_empty() {

@@ -78,11 +78,13 @@ pub struct Core {
 struct CleanupOnExit {
     beehive: Beehive,
     name: String,
+    registration: u64,
 }
 
 impl Drop for CleanupOnExit {
     fn drop(&mut self) {
-        self.beehive.cleanup(&self.name);
+        self.beehive
+            .cleanup_registration(&self.name, Some(self.registration));
     }
 }
 
@@ -152,15 +154,16 @@ impl Core {
             launch,
             mailbox,
         } = p;
+        let guard = CleanupOnExit {
+            beehive: self.beehive.clone(),
+            name: name.clone(),
+            registration: mailbox.registration(),
+        };
         let ctx = ModuleContext {
             beehive: self.beehive.clone(),
             mailbox,
             cancel: self.cancel.clone(),
             tracker: self.tracker.clone(),
-        };
-        let guard = CleanupOnExit {
-            beehive: self.beehive.clone(),
-            name: name.clone(),
         };
         let cancel = self.cancel.clone();
         let span = tracing::info_span!("module", name = %name);
@@ -184,7 +187,8 @@ impl Core {
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         for p in std::mem::take(&mut self.prepared) {
-            self.beehive.cleanup(&p.name);
+            self.beehive
+                .cleanup_registration(&p.name, Some(p.mailbox.registration()));
         }
         self.tracker.close();
         self.tracker.wait().await;
@@ -366,6 +370,37 @@ mod tests {
             Err(Error::UnknownModule { .. })
         ));
         core.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn ending_module_does_not_unregister_a_successor_of_the_same_name() {
+        let hive = Beehive::default();
+        let mut core = Core::new(hive.clone());
+        let old = Echo::new("m", "g");
+        let old_seen = Arc::clone(&old.seen);
+        assert_eq!(core.register(old), Ok(true));
+        core.start();
+        // Take the name away from the running module and give it to someone else.
+        assert!(hive.cleanup("m"));
+        let mut successor = hive.register("m", "g").unwrap_or_else(|e| panic!("{e}"));
+        core.shutdown().await;
+        assert!(
+            old_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&"helper stopped".to_owned())
+        );
+        assert!(
+            hive.is_registered("m"),
+            "the old module's exit removed its successor"
+        );
+        hive.send("m", msg(op::UPDATE, "for successor"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            successor.recv().await.map(|m| m.route.resource),
+            Some("for successor".into())
+        );
     }
 
     #[tokio::test]
