@@ -1,2 +1,38 @@
-//! CloudHub: the cloud end of the link; per-node sessions, queues, acked delivery.
+//! CloudHub: the cloud end of the cloud–edge link.
+//!
+//! It owns the listeners (WebSocket over mutual TLS, IETF QUIC, and the cloud-local unix socket),
+//! one session per connected edge node, and one outbound [`queue::NodeQueue`] per node that outlives
+//! the node's connections. Controllers hand it messages with [`CloudHub::send`]; everything the
+//! edges send comes out as [`HubEvent`]s on the channel given to [`CloudHub::start`], with the
+//! resource prefixed `node/<node>/` as KubeEdge's controllers expect.
+//!
+//! ```mermaid
+//! sequenceDiagram
+//!     participant C as controller
+//!     participant H as cloudhub
+//!     participant E as edgehub
+//!     C->>H: send(insert node/n1/default/pod/p, rv=7)
+//!     H->>E: insert default/pod/p (prefix stripped)
+//!     E-->>H: response parent=<id> "OK"
+//!     H->>C: HubEvent::Acked (the message leaves the queue)
+//!     Note over H,E: no ack within 5 s → resend, back-off doubling to 60 s
+//! ```
+//!
+//! What it fixes relative to KubeEdge v1.2 (`shared/spec/cloudhub-edgehub.md`):
+//! * **identity**: the client certificate's CN must equal the `node_id` the edge claims; the shared
+//!   v1.2 certificate (CN `kubeedge.io`) is refused unless `allowLegacyEdgeCert` is set;
+//! * **node limit** is exactly `nodeLimit` connected nodes, enforced at the handshake (v1.2 silently
+//!   dropped every message once `nodeLimit - 1` nodes were registered);
+//! * **no read deadline bug**: a node is dropped only when nothing (keepalive, message or
+//!   WebSocket ping) arrived for `keepaliveInterval` seconds, i.e. two missed 15 s heartbeats;
+//! * **acked delivery** keeps unacked messages across disconnects and resends them with back-off
+//!   instead of giving up after four tries (see [`queue`]).
+//!
+//! Start reading at [`CloudHub::start`]; sessions live in `hub.rs`.
 #![warn(missing_docs)]
+
+mod hub;
+pub mod metrics;
+pub mod queue;
+
+pub use hub::{CloudHub, CloudHubOptions, HubError, HubEvent, Listening};

@@ -1,0 +1,457 @@
+//! The per-node outbound queue: pure data, no I/O, driven by the session's writer.
+//!
+//! Two lanes, as in KubeEdge v1.2 (`shared/spec/cloudhub-edgehub.md` §7.1):
+//!
+//! * **list lane** — fire-and-forget messages (lists, membership, twin updates, `"OK"` replies, node
+//!   replies, and anything without a `resourceversion` that is not a delete). Sent once, in order.
+//! * **acked lane** — object messages with a `resourceversion` (and deletes). Keyed by
+//!   `<type>/<namespace>/<name>`; only the newest message per key is kept; a message stays until the
+//!   edge acks it (`response` whose `parent_msg_id` is its id).
+//!
+//! Improvements over v1.2: resource versions compare numerically; up to `window` messages are in
+//! flight at once instead of stop-and-wait; an unacked message is resent with exponential back-off
+//! for as long as it takes (v1.2 gave up after four resends), and survives disconnects.
+//!
+//! Bounds: the acked lane holds at most `limit` distinct keys; a message for a new key beyond that is
+//! refused with [`QueueFull`] (the sender sees the error and the sync controller delivers the object
+//! later). The list lane holds at most `limit` messages; beyond that the oldest list message is
+//! dropped and counted (lists are periodic and superseded by the next one).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use ke_core::Message;
+use ke_core::names::{group, module, op, res};
+use ke_core::resource::{self, Resource, kind};
+
+/// The acked lane is full.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("outbound queue of node {node} is full ({limit} pending objects); retry later")]
+pub struct QueueFull {
+    /// Node whose queue is full.
+    pub node: String,
+    /// The bound.
+    pub limit: usize,
+}
+
+/// Which lane a message takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lane {
+    /// Fire-and-forget.
+    List,
+    /// Acked, keyed.
+    Acked(String),
+}
+
+/// Decides the lane of a cloud-side message (resource still prefixed `node/<node>/`).
+pub fn classify(msg: &Message) -> Lane {
+    let edge_res = resource::strip_node_prefix(msg.resource())
+        .map(|(_, r)| r)
+        .unwrap_or(msg.resource());
+    let listy = [
+        "podlist",
+        "servicelist",
+        "endpointslist",
+        "membership",
+        "twin/cloud_updated",
+    ]
+    .iter()
+    .any(|w| edge_res.contains(w));
+    let ok_reply = msg.operation() == op::RESPONSE && msg.content_str() == Some(res::ACK_OK);
+    let parsed = Resource::parse(edge_res);
+    let node_reply = msg.source() == module::EDGECONTROLLER && parsed.is_some_and(|r| r.kind == kind::NODE);
+    let is_delete = is_delete(msg);
+    if listy || ok_reply || node_reply || msg.group() != group::RESOURCE {
+        return Lane::List;
+    }
+    if msg.header.resource_version.is_empty() && !is_delete {
+        return Lane::List;
+    }
+    match parsed {
+        Some(r) if !r.name.is_empty() => Lane::Acked(format!("{}/{}/{}", r.kind, r.namespace, r.name)),
+        _ => Lane::List,
+    }
+}
+
+fn is_delete(msg: &Message) -> bool {
+    msg.operation() == op::DELETE
+        || msg
+            .content
+            .get("metadata")
+            .and_then(|m| m.get("deletionTimestamp"))
+            .is_some_and(|v| !v.is_null())
+}
+
+/// `a` is strictly newer than `b` (numeric when both parse, else "newer" = different).
+fn newer(a: &str, b: &str) -> bool {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x > y,
+        _ => a != b,
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    msg: Message,
+    queued: bool,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    key: String,
+    sent_at: Instant,
+    attempts: u32,
+}
+
+/// Result of offering a message to the queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Queued (or replaced an older queued version).
+    Queued,
+    /// Not queued: an equal or newer version is already pending.
+    Stale,
+    /// Queued on the list lane, which was full: the oldest list message was dropped.
+    QueuedDroppedOldest,
+}
+
+/// The queue of one node.
+#[derive(Debug)]
+pub struct NodeQueue {
+    node: String,
+    limit: usize,
+    list: VecDeque<Message>,
+    entries: HashMap<String, Entry>,
+    pending: VecDeque<String>,
+    inflight: HashMap<String, InFlight>,
+}
+
+impl NodeQueue {
+    /// An empty queue for `node` with the given bound.
+    pub fn new(node: impl Into<String>, limit: usize) -> Self {
+        Self {
+            node: node.into(),
+            limit: limit.max(1),
+            list: VecDeque::new(),
+            entries: HashMap::new(),
+            pending: VecDeque::new(),
+            inflight: HashMap::new(),
+        }
+    }
+
+    /// Offers a message.
+    pub fn push(&mut self, msg: Message) -> Result<Admit, QueueFull> {
+        match classify(&msg) {
+            Lane::List => Ok(self.push_list(msg)),
+            Lane::Acked(key) => self.push_acked(key, msg),
+        }
+    }
+
+    /// Puts a message at the front of the list lane (control replies).
+    pub fn push_urgent(&mut self, msg: Message) {
+        self.list.push_front(msg);
+    }
+
+    fn push_list(&mut self, msg: Message) -> Admit {
+        self.list.push_back(msg);
+        if self.list.len() > self.limit {
+            self.list.pop_front();
+            return Admit::QueuedDroppedOldest;
+        }
+        Admit::Queued
+    }
+
+    fn push_acked(&mut self, key: String, msg: Message) -> Result<Admit, QueueFull> {
+        if let Some(e) = self.entries.get_mut(&key) {
+            let delete_over_live = is_delete(&msg) && !is_delete(&e.msg);
+            if !delete_over_live && !newer(&msg.header.resource_version, &e.msg.header.resource_version) {
+                return Ok(Admit::Stale);
+            }
+            e.msg = msg;
+            if !e.queued {
+                e.queued = true;
+                self.pending.push_back(key);
+            }
+            return Ok(Admit::Queued);
+        }
+        if self.entries.len() >= self.limit {
+            return Err(QueueFull {
+                node: self.node.clone(),
+                limit: self.limit,
+            });
+        }
+        self.entries.insert(key.clone(), Entry { msg, queued: true });
+        self.pending.push_back(key);
+        Ok(Admit::Queued)
+    }
+
+    /// The next message to write, if the window allows: list lane first, then acked messages.
+    pub fn next(&mut self, window: usize, now: Instant) -> Option<Message> {
+        if let Some(m) = self.list.pop_front() {
+            return Some(m);
+        }
+        if self.inflight.len() >= window {
+            return None;
+        }
+        while let Some(key) = self.pending.pop_front() {
+            let Some(e) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            e.queued = false;
+            self.inflight.insert(
+                e.msg.header.id.clone(),
+                InFlight {
+                    key,
+                    sent_at: now,
+                    attempts: 0,
+                },
+            );
+            return Some(e.msg.clone());
+        }
+        None
+    }
+
+    /// Handles an ack. Returns the acked message when it is the newest version of its object (it
+    /// then leaves the queue); `None` for an unknown id or a superseded version.
+    pub fn ack(&mut self, parent_id: &str) -> Option<Message> {
+        let f = self.inflight.remove(parent_id)?;
+        let current = self
+            .entries
+            .get(&f.key)
+            .is_some_and(|e| e.msg.header.id == parent_id && !e.queued);
+        if current {
+            self.entries.remove(&f.key).map(|e| e.msg)
+        } else {
+            None
+        }
+    }
+
+    /// True if `id` is a message in flight.
+    pub fn is_inflight(&self, id: &str) -> bool {
+        self.inflight.contains_key(id)
+    }
+
+    /// Messages whose ack is overdue: timeout doubles per attempt up to `max_backoff`. Their clocks
+    /// restart; each is returned for resending.
+    pub fn due(&mut self, now: Instant, ack_timeout: Duration, max_backoff: Duration) -> Vec<Message> {
+        let mut out = Vec::new();
+        let mut superseded = Vec::new();
+        for (id, f) in &mut self.inflight {
+            let wait = ack_timeout
+                .saturating_mul(1u32 << f.attempts.min(16))
+                .min(max_backoff);
+            if now.duration_since(f.sent_at) < wait {
+                continue;
+            }
+            match self.entries.get(&f.key) {
+                Some(e) if &e.msg.header.id == id => {
+                    f.sent_at = now;
+                    f.attempts = f.attempts.saturating_add(1);
+                    out.push(e.msg.clone());
+                }
+                _ => superseded.push(id.clone()),
+            }
+        }
+        for id in superseded {
+            self.inflight.remove(&id);
+        }
+        out
+    }
+
+    /// When the next ack deadline falls, if anything is in flight.
+    pub fn next_deadline(&self, ack_timeout: Duration, max_backoff: Duration) -> Option<Instant> {
+        self.inflight
+            .values()
+            .map(|f| {
+                f.sent_at
+                    + ack_timeout
+                        .saturating_mul(1u32 << f.attempts.min(16))
+                        .min(max_backoff)
+            })
+            .min()
+    }
+
+    /// The link went down: everything in flight goes back to the front of the acked lane, in the
+    /// order it was first sent, to be resent on reconnect.
+    pub fn requeue_inflight(&mut self) {
+        let mut back: Vec<(Instant, String)> = Vec::new();
+        for (id, f) in self.inflight.drain() {
+            if let Some(e) = self.entries.get_mut(&f.key)
+                && e.msg.header.id == id
+                && !e.queued
+            {
+                e.queued = true;
+                back.push((f.sent_at, f.key));
+            }
+        }
+        back.sort();
+        for (_, key) in back.into_iter().rev() {
+            self.pending.push_front(key);
+        }
+    }
+
+    /// Messages waiting or in flight (both lanes).
+    pub fn depth(&self) -> usize {
+        self.list.len() + self.entries.len()
+    }
+
+    /// Messages sent and not yet acked.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(op: &str, res: &str, rv: &str) -> Message {
+        Message::new(
+            "edgecontroller",
+            "resource",
+            op,
+            format!("node/n1/{res}"),
+            json!({"metadata": {"name": "x"}}),
+        )
+        .with_resource_version(rv)
+    }
+
+    #[test]
+    fn lanes_follow_v12_rules() {
+        assert_eq!(
+            classify(&obj("insert", "default/pod/p", "5")),
+            Lane::Acked("pod/default/p".into())
+        );
+        assert_eq!(classify(&obj("update", "default/podlist/svc", "5")), Lane::List);
+        assert_eq!(
+            classify(&obj("update", "namespace/servicelist/service", "5")),
+            Lane::List
+        );
+        assert_eq!(classify(&obj("insert", "default/pod/p", "")), Lane::List);
+        assert_eq!(
+            classify(&obj("delete", "default/pod/p", "")),
+            Lane::Acked("pod/default/p".into())
+        );
+        let node_reply = Message::new(
+            "edgecontroller",
+            "resource",
+            "response",
+            "node/n1/default/node/n1",
+            "OK",
+        );
+        assert_eq!(classify(&node_reply), Lane::List);
+        let twin = Message::new(
+            "devicecontroller",
+            "twin",
+            "update",
+            "node/n1/membership",
+            json!({}),
+        );
+        assert_eq!(classify(&twin), Lane::List);
+    }
+
+    #[test]
+    fn newest_version_wins_and_stale_is_refused() {
+        let mut q = NodeQueue::new("n1", 10);
+        assert_eq!(
+            q.push(obj("insert", "default/pod/p", "9")).ok(),
+            Some(Admit::Queued)
+        );
+        assert_eq!(
+            q.push(obj("update", "default/pod/p", "10")).ok(),
+            Some(Admit::Queued)
+        );
+        assert_eq!(
+            q.push(obj("update", "default/pod/p", "8")).ok(),
+            Some(Admit::Stale)
+        );
+        assert_eq!(q.depth(), 1);
+        let m = q.next(8, Instant::now()).map(|m| m.header.resource_version);
+        assert_eq!(m.as_deref(), Some("10"), "numeric compare: 10 > 9");
+        assert!(q.next(8, Instant::now()).is_none());
+    }
+
+    #[test]
+    fn ack_removes_only_current_version() {
+        let mut q = NodeQueue::new("n1", 10);
+        q.push(obj("insert", "default/pod/p", "1")).ok();
+        let first = q.next(8, Instant::now()).unwrap_or_default();
+        q.push(obj("update", "default/pod/p", "2")).ok();
+        assert!(
+            q.ack(first.id()).is_none(),
+            "superseded version acked: object stays"
+        );
+        let second = q.next(8, Instant::now()).unwrap_or_default();
+        assert_eq!(second.header.resource_version, "2");
+        assert_eq!(
+            q.ack(second.id()).map(|m| m.header.resource_version),
+            Some("2".into())
+        );
+        assert_eq!(q.depth(), 0);
+        assert!(q.ack("unknown").is_none());
+    }
+
+    #[test]
+    fn window_limits_inflight_and_backoff_resends() {
+        let mut q = NodeQueue::new("n1", 100);
+        for i in 0..5 {
+            q.push(obj("insert", &format!("default/pod/p{i}"), "1")).ok();
+        }
+        let t0 = Instant::now();
+        let sent: Vec<_> = std::iter::from_fn(|| q.next(3, t0)).collect();
+        assert_eq!(sent.len(), 3);
+        let to = Duration::from_secs(5);
+        let max = Duration::from_secs(60);
+        assert!(q.due(t0 + Duration::from_secs(4), to, max).is_empty());
+        assert_eq!(q.due(t0 + Duration::from_secs(5), to, max).len(), 3);
+        // Second resend waits twice as long.
+        assert!(q.due(t0 + Duration::from_secs(14), to, max).is_empty());
+        assert_eq!(q.due(t0 + Duration::from_secs(15), to, max).len(), 3);
+        q.ack(sent[0].id());
+        assert!(q.next(3, t0).is_some(), "an ack opens the window");
+    }
+
+    #[test]
+    fn disconnect_requeues_in_order() {
+        let mut q = NodeQueue::new("n1", 100);
+        for i in 0..3 {
+            q.push(obj("insert", &format!("default/pod/p{i}"), "1")).ok();
+        }
+        let t0 = Instant::now();
+        let a = q.next(8, t0).unwrap_or_default();
+        let b = q.next(8, t0 + Duration::from_millis(1)).unwrap_or_default();
+        q.requeue_inflight();
+        assert_eq!(q.inflight_len(), 0);
+        let order: Vec<_> = std::iter::from_fn(|| q.next(8, t0))
+            .map(|m| m.id().to_owned())
+            .collect();
+        assert_eq!(order.len(), 3);
+        assert_eq!((order[0].as_str(), order[1].as_str()), (a.id(), b.id()));
+    }
+
+    #[test]
+    fn bounds() {
+        let mut q = NodeQueue::new("n1", 2);
+        q.push(obj("insert", "default/pod/a", "1")).ok();
+        q.push(obj("insert", "default/pod/b", "1")).ok();
+        assert!(q.push(obj("insert", "default/pod/c", "1")).is_err());
+        assert_eq!(
+            q.push(obj("update", "default/pod/a", "2")).ok(),
+            Some(Admit::Queued),
+            "known keys still update"
+        );
+        let l = |i: i32| {
+            Message::new(
+                "devicecontroller",
+                "twin",
+                "update",
+                "node/n1/membership",
+                json!(i),
+            )
+        };
+        q.push(l(1)).ok();
+        q.push(l(2)).ok();
+        assert_eq!(q.push(l(3)).ok(), Some(Admit::QueuedDroppedOldest));
+        assert_eq!(q.next(8, Instant::now()).map(|m| m.content), Some(json!(2)));
+    }
+}
