@@ -1,3 +1,45 @@
 //! keadm: install and manage KubeEdge cloud and edge nodes.
+//!
+//! Subcommands so far: `certgen` (CA, cloudcore server certificate, node certificates) and
+//! `version`. `init`, `join`, `gettoken` and `reset` come with the installer work.
 
-fn main() {}
+mod certgen;
+
+use clap::{Parser, Subcommand};
+
+/// KubeEdge administration tool.
+#[derive(Debug, Parser)]
+#[command(name = "keadm", version = concat!("KubeEdge-rs v", env!("CARGO_PKG_VERSION")), about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the CA and certificates for cloudcore and edge nodes.
+    Certgen(certgen::Args),
+    /// Print the version.
+    Version,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Certgen(a) => certgen::run(a),
+        Command::Version => {
+            println!(
+                "KubeEdge-rs v{} (wire-compatible with KubeEdge v1.2)",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(())
+        }
+    };
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keadm: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

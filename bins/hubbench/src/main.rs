@@ -1,0 +1,371 @@
+//! hubbench: N simulated edge nodes against one real `cloudcore` process.
+//!
+//! It makes a CA, a server certificate and one node certificate per simulated node (in memory,
+//! except what cloudcore reads), writes a cloudcore.yaml, starts cloudcore, connects the nodes over
+//! TLS WebSocket (each keeps its heartbeat and acks what it receives), then injects acked-delivery
+//! messages through cloudcore's unix socket at a fixed rate. A unix-socket request returns when the
+//! edge's ack reaches cloudcore, so its round trip is the cloud → edge → ack latency.
+//!
+//! Prints: nodes connected, cloudcore RSS (total, and per node above the idle baseline), and
+//! p50/p90/p99/max latency, next to the targets of the messaging-core issue.
+//!
+//! `ulimit -n` must allow two descriptors per node (cloudcore is started with a raised soft limit
+//! when the hard limit allows).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ke_core::Message;
+use ke_core::names::{group, module, op};
+use ke_transport::{EdgeHello, LinkLimits};
+
+#[derive(Debug, Parser)]
+#[command(about = "cloudhub load test against a real cloudcore")]
+struct Args {
+    /// Simulated edge nodes.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Injected messages per second during the latency phase.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Length of the latency phase, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent TLS handshakes while connecting.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Heartbeat of the simulated edges, seconds.
+    #[arg(long, default_value_t = 15)]
+    heartbeat: u64,
+    /// cloudcore binary (default: next to this binary).
+    #[arg(long)]
+    cloudcore: Option<PathBuf>,
+    /// Work directory (default: a fresh temp dir).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Cloud {
+    child: std::process::Child,
+    ws: String,
+    sock: PathBuf,
+    metrics: String,
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_cloud(args: &Args, dir: &Path, ca: &ke_pki::Ca) -> anyhow::Result<Cloud> {
+    let certs = dir.join("certs");
+    ca.write_new(&dir.join("ca")).context("writing the CA")?;
+    ca.issue_server("cloudcore", &["127.0.0.1".into()])?
+        .write(&certs, "server")?;
+    let port = free_port()?;
+    let mport = free_port()?;
+    let sock = dir.join("cloudhub.sock");
+    let cfg = format!(
+        "apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+metricsAddress: 127.0.0.1:{mport}
+kubeAPIConfig:
+  kubeConfig: \"\"
+modules:
+  cloudhub:
+    nodeLimit: {limit}
+    keepaliveInterval: {ka}
+    tlsCAFile: {dir}/ca/rootCA.crt
+    tlsCertFile: {dir}/certs/server.crt
+    tlsPrivateKeyFile: {dir}/certs/server.key
+    unixsocket:
+      enable: true
+      address: unix://{sock}
+    websocket:
+      enable: true
+      address: 127.0.0.1
+      port: {port}
+  edgecontroller:
+    enable: false
+  devicecontroller:
+    enable: false
+  synccontroller:
+    enable: false
+",
+        limit = args.nodes + 10,
+        ka = args.heartbeat * 2,
+        dir = dir.display(),
+        sock = sock.display(),
+    );
+    let cfg_path = dir.join("cloudcore.yaml");
+    std::fs::write(&cfg_path, cfg)?;
+    let bin = match &args.cloudcore {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("cloudcore"),
+    };
+    let log = std::fs::File::create(dir.join("cloudcore.log"))?;
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n $(ulimit -Hn) 2>/dev/null; exec \"$0\" --config \"$1\"")
+        .arg(&bin)
+        .arg(&cfg_path)
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(Cloud {
+        child,
+        ws: format!("127.0.0.1:{port}"),
+        sock,
+        metrics: format!("127.0.0.1:{mport}"),
+    })
+}
+
+async fn simulated_edge(
+    server: String,
+    node: String,
+    tls: Arc<rustls::ClientConfig>,
+    heartbeat: Duration,
+    received: Arc<AtomicUsize>,
+) -> anyhow::Result<()> {
+    let hello = EdgeHello {
+        node_id: node.clone(),
+        project_id: "bench".into(),
+    };
+    let (mut tx, mut rx) = ke_transport::ws::connect(&server, &hello, tls, &LinkLimits::default()).await?;
+    tx.send(&Message::keepalive()).await?;
+    let mut tick = tokio::time::interval(heartbeat);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => tx.send(&Message::keepalive()).await?,
+            m = rx.recv_message() => match m? {
+                Some(m) => {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    if !m.header.resource_version.is_empty() {
+                        tx.send(&m.ack()).await?;
+                    }
+                }
+                None => bail!("{node}: cloud closed the link"),
+            },
+        }
+    }
+}
+
+async fn metric(addr: &str, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    out.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp;
+    let dir = match &args.workdir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = std::env::temp_dir().join(format!("hubbench-{}", std::process::id()));
+            std::fs::create_dir_all(&tmp)?;
+            tmp.clone()
+        }
+    };
+    let ca = ke_pki::Ca::create("hubbench CA")?;
+    let cloud = start_cloud(&args, &dir, &ca)?;
+    let pid = cloud.child.id();
+    // Wait for the listener.
+    let t0 = Instant::now();
+    while tokio::net::TcpStream::connect(&cloud.ws).await.is_err() {
+        if t0.elapsed() > Duration::from_secs(20) {
+            bail!(
+                "cloudcore did not listen on {} (see {}/cloudcore.log)",
+                cloud.ws,
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_idle = rss_kb(pid);
+    println!("cloudcore pid {pid}, idle RSS {} KB", rss_idle);
+
+    println!("issuing {} node certificates…", args.nodes);
+    let ca_pem = ca.cert_pem().as_bytes().to_vec();
+    let mut tls = Vec::with_capacity(args.nodes);
+    for i in 0..args.nodes {
+        let pair = ca.issue_node(&format!("bench-{i}"))?;
+        let material =
+            ke_pki::tls::TlsMaterial::from_pem(&ca_pem, pair.cert_pem.as_bytes(), pair.key_pem.as_bytes())?;
+        tls.push(ke_pki::tls::client_config_from(material)?);
+    }
+
+    println!("connecting {} nodes…", args.nodes);
+    let received = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency));
+    let t_connect = Instant::now();
+    for (i, tls) in tls.into_iter().enumerate() {
+        let permit = sem.clone().acquire_owned().await?;
+        let (server, received, failed) = (cloud.ws.clone(), received.clone(), failed.clone());
+        let hb = Duration::from_secs(args.heartbeat);
+        tokio::spawn(async move {
+            let node = format!("bench-{i}");
+            // Hold the permit only for the handshake: released once the first keepalive went out.
+            let fut = simulated_edge(server, node.clone(), tls, hb, received);
+            drop(permit);
+            if let Err(e) = fut.await {
+                failed.fetch_add(1, Ordering::Relaxed);
+                eprintln!("{node}: {e:#}");
+            }
+        });
+        if i % 500 == 499 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut connected = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(60 + args.nodes as u64 / 50);
+    while Instant::now() < deadline {
+        connected = metric(&cloud.metrics, "cloudhub_connected_nodes")
+            .await
+            .unwrap_or(0.0);
+        if connected as usize + failed.load(Ordering::Relaxed) >= args.nodes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "nodes connected: {connected} of {} in {:.1?}",
+        args.nodes,
+        t_connect.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_loaded = rss_kb(pid);
+    let per_node = if connected > 0.0 {
+        (rss_loaded.saturating_sub(rss_idle)) as f64 / connected
+    } else {
+        0.0
+    };
+    println!(
+        "cloudcore RSS {rss_loaded} KB with {connected} nodes: {per_node:.1} KB per node above idle, {:.1} KB per node total   (target <= 30 KB/node at 10,000 nodes; KubeEdge v1.2.1: 131 KB/node at 3,000)",
+        rss_loaded as f64 / connected.max(1.0)
+    );
+
+    println!(
+        "latency phase: {} msg/s for {} s through the unix socket…",
+        args.rate, args.seconds
+    );
+    let total = (args.rate * args.seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::with_capacity(total);
+    let nodes = (connected as usize).max(1);
+    for i in 0..total {
+        ticker.tick().await;
+        let node = format!("bench-{}", i % nodes);
+        let msg = Message::new(
+            module::EDGECONTROLLER,
+            group::RESOURCE,
+            op::UPDATE,
+            format!("node/{node}/default/configmap/cm-{i}"),
+            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
+        )
+        .with_resource_version((i + 1).to_string());
+        let (sock, lat, errors) = (cloud.sock.clone(), lat.clone(), errors.clone());
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            match ke_transport::unix::request(&sock, &msg, 1 << 20).await {
+                Ok(r) if r.operation() == op::RESPONSE => {
+                    if let Ok(mut l) = lat.lock() {
+                        l.push(t.elapsed());
+                    }
+                }
+                Ok(r) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("error reply: {}", r.content_json_text());
+                }
+                Err(e) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("unix request failed: {e}");
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let mut l = lat.lock().map(|l| l.clone()).unwrap_or_default();
+    l.sort();
+    println!(
+        "cloud->edge->ack latency over {} messages at {} msg/s: p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}  errors {}   (target p99 <= 20 ms at 1,000 msg/s)",
+        l.len(),
+        args.rate,
+        pct(&l, 0.50),
+        pct(&l, 0.90),
+        pct(&l, 0.99),
+        l.last().copied().unwrap_or_default(),
+        errors.load(Ordering::Relaxed)
+    );
+    println!(
+        "edges received {} messages; cloudcore RSS now {} KB",
+        received.load(Ordering::Relaxed),
+        rss_kb(pid)
+    );
+    drop(cloud);
+    if args.workdir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
