@@ -1,0 +1,2 @@
+//! EventBus: the edge MQTT bridge.
+#![warn(missing_docs)]
