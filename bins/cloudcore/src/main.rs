@@ -1,3 +1,158 @@
 //! cloudcore: the KubeEdge cloud daemon.
+//!
+//! Reads `cloudcore.yaml` (KubeEdge v1.2 format, see `ke-config`), starts CloudHub and serves
+//! Prometheus metrics. The cloud controllers (edgecontroller, devicecontroller, synccontroller) join
+//! here as they land; until then edge messages are counted and logged.
 
-fn main() {}
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::Parser;
+use cloudhub::metrics::HubMetrics;
+use cloudhub::{CloudHub, CloudHubOptions, HubEvent};
+use ke_config::cli::{ConfigFlags, Startup};
+use ke_config::cloudcore::CloudCoreConfig;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// The KubeEdge cloud daemon.
+#[derive(Debug, Parser)]
+#[command(name = "cloudcore", version = concat!("KubeEdge-rs v", env!("CARGO_PKG_VERSION")), about)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let cfg = match cli.config.resolve::<CloudCoreConfig>() {
+        Ok(Startup::Exit) => return std::process::ExitCode::SUCCESS,
+        Ok(Startup::Run(c)) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cloudcore: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("cloudcore: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn listen_addr(address: &str, port: u32, what: &str) -> anyhow::Result<SocketAddr> {
+    let ip: IpAddr = address
+        .parse()
+        .with_context(|| format!("{what}.address {address:?} is not an IP address"))?;
+    let port = u16::try_from(port).with_context(|| format!("{what}.port {port} is out of range"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = HubMetrics::default();
+    metrics.register(&mut registry);
+    let registry = Arc::new(Mutex::new(registry));
+    if !cfg.metrics_address.is_empty() {
+        let at = ke_metrics::serve(&cfg.metrics_address, registry.clone(), cancel.clone()).await?;
+        info!(%at, "metrics at http://{at}/metrics");
+    }
+
+    let hub_cfg = &cfg.modules.cloudhub;
+    let (events_tx, mut events) = mpsc::channel(4096);
+    let hub = if hub_cfg.enable {
+        let tls = ke_pki::tls::server_config(
+            hub_cfg.tls_ca_file.as_ref(),
+            hub_cfg.tls_cert_file.as_ref(),
+            hub_cfg.tls_private_key_file.as_ref(),
+        )
+        .context("loading cloudhub TLS files (modules.cloudhub.tlsCAFile/tlsCertFile/tlsPrivateKeyFile)")?;
+        let mut opts = CloudHubOptions::new(tls);
+        if hub_cfg.websocket.enable {
+            opts.websocket = Some(listen_addr(
+                &hub_cfg.websocket.address,
+                hub_cfg.websocket.port,
+                "modules.cloudhub.websocket",
+            )?);
+        }
+        if hub_cfg.quic.enable {
+            opts.quic = Some(listen_addr(
+                &hub_cfg.quic.address,
+                hub_cfg.quic.port,
+                "modules.cloudhub.quic",
+            )?);
+        }
+        if hub_cfg.unix_socket.enable {
+            opts.unix_socket = hub_cfg.unix_socket.path().map(PathBuf::from);
+        }
+        opts.keepalive_interval = hub_cfg.keepalive_interval();
+        opts.write_timeout = hub_cfg.write_timeout();
+        opts.node_limit = usize::try_from(hub_cfg.node_limit).unwrap_or(0);
+        opts.max_pending_per_node = hub_cfg.max_pending_per_node as usize;
+        opts.allow_legacy_certs = hub_cfg.allow_legacy_edge_cert;
+        let (hub, at) = CloudHub::start(opts, events_tx, metrics, cancel.clone()).await?;
+        info!(websocket = ?at.websocket, quic = ?at.quic, unix = ?at.unix_socket, "cloudhub started");
+        Some(hub)
+    } else {
+        drop(events_tx);
+        None
+    };
+
+    // Until the cloud controllers land, edge traffic is only logged.
+    let sink = tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                HubEvent::Upstream(m) => debug!(msg = %m, "edge message (no controller consumes it yet)"),
+                HubEvent::Connected(n) => info!(node = %n, "node connected"),
+                HubEvent::Disconnected(n) => info!(node = %n, "node disconnected"),
+                HubEvent::Acked { node, message } => debug!(%node, msg = %message, "delivered"),
+            }
+        }
+    });
+
+    shutdown_signal().await;
+    info!("shutting down");
+    cancel.cancel();
+    if let Some(hub) = hub {
+        hub.shutdown().await;
+    }
+    sink.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,3 +1,130 @@
 //! edgecore: the KubeEdge edge daemon.
+//!
+//! Reads `edgecore.yaml` (KubeEdge v1.2 format, see `ke-config`), builds the beehive bus and runs the
+//! enabled modules on it. Modules present so far: EdgeHub (`websocket`). The others (metaManager,
+//! edged, eventbus, twin, …) join the same `Core` as they land.
 
-fn main() {}
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::Parser;
+use edgehub::{EdgeHub, EdgeHubMetrics, EdgeHubOptions, LinkKind};
+use ke_beehive::{Beehive, Core};
+use ke_config::cli::{ConfigFlags, Startup};
+use ke_config::edgecore::EdgeCoreConfig;
+use tracing::info;
+
+/// The KubeEdge edge daemon.
+#[derive(Debug, Parser)]
+#[command(name = "edgecore", version = concat!("KubeEdge-rs v", env!("CARGO_PKG_VERSION")), about)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let cfg = match cli.config.resolve::<EdgeCoreConfig>() {
+        Ok(Startup::Exit) => return std::process::ExitCode::SUCCESS,
+        Ok(Startup::Run(c)) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    // Two worker threads are plenty for an edge node and keep the idle footprint small.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgecore: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("edgecore: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn edgehub_options(cfg: &EdgeCoreConfig) -> anyhow::Result<EdgeHubOptions> {
+    let h = &cfg.modules.edgehub;
+    let (kind, server, handshake) = if h.quic.enable {
+        (LinkKind::Quic, h.quic.server.clone(), h.quic.handshake_timeout())
+    } else {
+        (
+            LinkKind::WebSocket,
+            h.websocket.server.clone(),
+            h.websocket.handshake_timeout(),
+        )
+    };
+    let tls = ke_pki::tls::client_config(
+        h.tls_ca_file.as_ref(),
+        h.tls_cert_file.as_ref(),
+        h.tls_private_key_file.as_ref(),
+    )
+    .context("loading edgehub TLS files (modules.edgehub.tlsCaFile/tlsCertFile/tlsPrivateKeyFile)")?;
+    Ok(EdgeHubOptions {
+        enabled: h.enable,
+        server,
+        kind,
+        node_id: cfg.modules.edged.hostname_override.clone(),
+        project_id: h.project_id.clone(),
+        tls,
+        heartbeat: h.heartbeat(),
+        limits: ke_transport::LinkLimits {
+            handshake_timeout: handshake,
+            ..Default::default()
+        },
+        backoff_min: std::time::Duration::from_secs(1),
+    })
+}
+
+async fn run(cfg: EdgeCoreConfig) -> anyhow::Result<()> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let hub_metrics = EdgeHubMetrics::default();
+    hub_metrics.register(&mut registry);
+    let registry = Arc::new(Mutex::new(registry));
+
+    let mut core = Core::new(Beehive::default());
+    let cancel = core.cancellation_token();
+    if !cfg.metrics_address.is_empty() {
+        let at = ke_metrics::serve(&cfg.metrics_address, registry.clone(), cancel.clone()).await?;
+        info!(%at, "metrics at http://{at}/metrics");
+    }
+    if cfg.modules.edgehub.enable {
+        core.register(EdgeHub::new(edgehub_options(&cfg)?, hub_metrics))?;
+    }
+    core.start();
+    info!(node = %cfg.modules.edged.hostname_override, "edgecore started");
+    shutdown_signal().await;
+    info!("shutting down");
+    core.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,183 @@
+//! A cloudcore and edgecores on loopback, configured the way a user configures them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ke_testkit::{Daemon, Pki, bin, eventually, free_tcp_port, free_udp_port};
+
+pub(crate) struct Cloud {
+    pub(crate) daemon: Daemon,
+    pub(crate) ws: String,
+    pub(crate) quic: String,
+    pub(crate) sock: PathBuf,
+    pub(crate) metrics: String,
+    pub(crate) config: PathBuf,
+}
+
+pub(crate) struct Edge {
+    /// Kept so the process lives as long as the handle (stopped on drop).
+    #[allow(dead_code)]
+    pub(crate) daemon: Daemon,
+    pub(crate) metrics: String,
+    /// The edge's SQLite database (read by the edge-autonomy tests).
+    #[allow(dead_code)]
+    pub(crate) db: PathBuf,
+}
+
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) pki: Pki,
+}
+
+impl Cluster {
+    pub(crate) fn new(nodes: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(dir.path(), nodes);
+        Self { dir, pki }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn cloud_config(&self, extra_cloudhub: &str) -> Cloud {
+        let (ws, quic, m) = (free_tcp_port(), free_udp_port(), free_tcp_port());
+        let sock = self.path().join("cloudhub.sock");
+        let cfg = format!(
+            "apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+metricsAddress: 127.0.0.1:{m}
+kubeAPIConfig:
+  kubeConfig: \"\"
+modules:
+  cloudhub:
+    keepaliveInterval: 30
+    nodeLimit: 10
+    tlsCAFile: {ca}
+    tlsCertFile: {crt}
+    tlsPrivateKeyFile: {key}
+{extra_cloudhub}
+    quic:
+      enable: true
+      address: 127.0.0.1
+      port: {quic}
+    unixsocket:
+      enable: true
+      address: unix://{sock}
+    websocket:
+      enable: true
+      address: 127.0.0.1
+      port: {ws}
+",
+            ca = self.pki.ca().display(),
+            crt = self.pki.cert("server").display(),
+            key = self.pki.key("server").display(),
+            sock = sock.display(),
+        );
+        let config = self.path().join("cloudcore.yaml");
+        std::fs::write(&config, cfg).unwrap();
+        let daemon = Daemon::start(
+            "cloudcore",
+            &bin("cloudcore"),
+            &["--config", config.to_str().unwrap()],
+            self.path(),
+        );
+        Cloud {
+            daemon,
+            ws: format!("127.0.0.1:{ws}"),
+            quic: format!("127.0.0.1:{quic}"),
+            sock,
+            metrics: format!("127.0.0.1:{m}"),
+            config,
+        }
+    }
+
+    pub(crate) fn edge(&self, node: &str, cloud: &Cloud, quic: bool) -> Edge {
+        let m = free_tcp_port();
+        let db = self.path().join(format!("{node}.db"));
+        let cfg = format!(
+            "apiVersion: edgecore.config.kubeedge.io/v1alpha1
+kind: EdgeCore
+metricsAddress: 127.0.0.1:{m}
+database:
+  dataSource: {db}
+modules:
+  edged:
+    enable: false
+    hostnameOverride: {node}
+    nodeIP: 127.0.0.1
+  edgehub:
+    heartbeat: 2
+    tlsCaFile: {ca}
+    tlsCertFile: {crt}
+    tlsPrivateKeyFile: {key}
+    websocket:
+      enable: {ws_on}
+      server: {ws}
+    quic:
+      enable: {quic}
+      server: {q}
+  eventbus:
+    enable: false
+  devicetwin:
+    enable: false
+  edgemesh:
+    enable: false
+",
+            db = db.display(),
+            ca = self.pki.ca().display(),
+            crt = self.pki.cert(node).display(),
+            key = self.pki.key(node).display(),
+            ws_on = !quic,
+            ws = cloud.ws,
+            q = cloud.quic,
+        );
+        let config = self.path().join(format!("edgecore-{node}.yaml"));
+        std::fs::write(&config, cfg).unwrap();
+        let daemon = Daemon::start(
+            node,
+            &bin("edgecore"),
+            &["--config", config.to_str().unwrap()],
+            self.path(),
+        );
+        Edge {
+            daemon,
+            metrics: format!("127.0.0.1:{m}"),
+            db,
+        }
+    }
+}
+
+/// Reads one sample from a daemon's /metrics (sums all label sets of the family).
+pub(crate) async fn metric(addr: &str, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    let vals: Vec<f64> = out
+        .lines()
+        .filter(|l| {
+            // Counters are exposed with a `_total` suffix.
+            let rest = l
+                .strip_prefix(name)
+                .map(|r| r.strip_prefix("_total").unwrap_or(r));
+            rest.is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse().ok())
+        .collect();
+    if vals.is_empty() {
+        None
+    } else {
+        Some(vals.iter().sum())
+    }
+}
+
+pub(crate) async fn wait_metric(addr: &str, name: &str, pred: impl Fn(f64) -> bool, what: &str) -> f64 {
+    eventually(Duration::from_secs(30), what, || async {
+        metric(addr, name).await.filter(|v| pred(*v))
+    })
+    .await
+}

@@ -1,0 +1,6 @@
+//! Black-box tests of the real binaries. One test binary (modules below) to keep link time down.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster;
+mod config_cli;
+mod link;
