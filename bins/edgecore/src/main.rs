@@ -1,7 +1,8 @@
 //! edgecore: the KubeEdge edge daemon.
 //!
 //! Reads `edgecore.yaml` (KubeEdge v1.2 format, see `ke-config`), builds the beehive bus and runs the
-//! enabled modules on it. Modules present so far: EdgeHub (`websocket`). The others (metaManager,
+//! enabled modules on it. Modules present so far: EdgeHub (`websocket`) and MetaManager (`metaManager`, on
+//! the SQLite database at `database.dataSource`). The others (metaManager,
 //! edged, eventbus, twin, …) join the same `Core` as they land.
 
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,8 @@ use edgehub::{EdgeHub, EdgeHubMetrics, EdgeHubOptions, LinkKind};
 use ke_beehive::{Beehive, Core};
 use ke_config::cli::{ConfigFlags, Startup};
 use ke_config::edgecore::EdgeCoreConfig;
+use ke_store::{Store, StoreOptions};
+use metamanager::{MetaManager, MetaManagerOptions};
 use tracing::info;
 
 /// The KubeEdge edge daemon.
@@ -108,11 +111,49 @@ async fn run(cfg: EdgeCoreConfig) -> anyhow::Result<()> {
     if cfg.modules.edgehub.enable {
         core.register(EdgeHub::new(edgehub_options(&cfg)?, hub_metrics))?;
     }
+    let mm = &cfg.modules.metamanager;
+    let twin_on = cfg.modules.devicetwin.enable;
+    let store = if mm.enable || twin_on {
+        let path = cfg.database.data_source.clone();
+        let opts = StoreOptions {
+            meta_table: mm.enable,
+            device_tables: twin_on,
+            ..Default::default()
+        };
+        // Opening runs the schema migration on the store's own thread; keep it off the runtime.
+        let store = tokio::task::spawn_blocking(move || Store::open_with(&path, opts))
+            .await?
+            .with_context(|| {
+                format!(
+                    "opening the edge database {} (database.dataSource)",
+                    cfg.database.data_source
+                )
+            })?;
+        Some(store)
+    } else {
+        None
+    };
+    if let (true, Some(store)) = (mm.enable, &store) {
+        core.register(MetaManager::new(
+            MetaManagerOptions {
+                enabled: true,
+                context_send_module: mm.context_send_module.clone(),
+                context_send_group: mm.context_send_group.clone(),
+                pod_status_sync_interval: mm.pod_status_sync_interval(),
+                remote_query_timeout: cfg.modules.edgehub.heartbeat(),
+                ..Default::default()
+            },
+            store.clone(),
+        ))?;
+    }
     core.start();
     info!(node = %cfg.modules.edged.hostname_override, "edgecore started");
     shutdown_signal().await;
     info!("shutting down");
     core.shutdown().await;
+    if let Some(store) = store {
+        store.close().await;
+    }
     Ok(())
 }
 

@@ -19,9 +19,19 @@ pub(crate) struct Edge {
     #[allow(dead_code)]
     pub(crate) daemon: Daemon,
     pub(crate) metrics: String,
-    /// The edge's SQLite database (read by the edge-autonomy tests).
-    #[allow(dead_code)]
+    /// The edge's SQLite database.
     pub(crate) db: PathBuf,
+}
+
+impl Edge {
+    /// The `meta` row for `key` (read through a separate connection, as another process would).
+    pub(crate) fn meta(&self, key: &str) -> Option<(String, String)> {
+        let db = ke_store::rusqlite::Connection::open(&self.db).ok()?;
+        db.query_row("SELECT type, value FROM meta WHERE key = ?1", [key], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .ok()
+    }
 }
 
 pub(crate) struct Cluster {

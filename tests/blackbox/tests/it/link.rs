@@ -150,3 +150,88 @@ async fn cloudcore_refuses_impostors_and_drops_bad_peers() {
     let reply = client.await.unwrap().unwrap();
     assert_eq!(reply.parent_id(), req.id());
 }
+
+fn pod(node: &str, name: &str, rv: &str) -> Message {
+    Message::new(
+        "edgecontroller",
+        "resource",
+        "insert",
+        format!("node/{node}/default/pod/{name}"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": {"nodeName": node}}),
+    )
+    .with_resource_version(rv)
+}
+
+#[tokio::test]
+async fn cloud_messages_reach_edge_sqlite_and_are_acked_even_after_the_edge_was_away() {
+    let c = Cluster::new(&["edge-m"]);
+    let cloud = c.cloud_config("");
+    let mut edge = c.edge("edge-m", &cloud, false);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "edge connected",
+    )
+    .await;
+
+    // One pod: the reply on the unix socket is the edge's ack, sent after its SQLite commit.
+    let p = pod("edge-m", "nginx", "5");
+    let reply = ke_transport::unix::request(&cloud.sock, &p, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.operation(), reply.parent_id(), reply.content_str()),
+        ("response", p.id(), Some("OK"))
+    );
+    let (kind, value) = edge.meta("default/pod/nginx").expect("row stored before the ack");
+    assert_eq!(kind, "pod");
+    let stored: serde_json::Value = serde_json::from_str(&value).unwrap();
+    assert_eq!(stored, p.content, "the object is stored as sent");
+
+    // The edge goes away; the cloud keeps 20 objects for it.
+    edge.daemon.stop();
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 0.0,
+        "edge gone",
+    )
+    .await;
+    let mut waiting = Vec::new();
+    for i in 0..20 {
+        let m = pod("edge-m", &format!("away-{i}"), "10");
+        let sock = cloud.sock.clone();
+        waiting.push((
+            m.id().to_owned(),
+            tokio::spawn(async move { ke_transport::unix::request(&sock, &m, 1 << 20).await }),
+        ));
+    }
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_queue_depth",
+        |v| v >= 20.0,
+        "messages queued for the absent edge",
+    )
+    .await;
+    // It comes back: each queued object is delivered, stored and acked.
+    let edge = c.edge("edge-m", &cloud, false);
+    for (id, h) in waiting {
+        let r = h.await.unwrap().unwrap();
+        assert_eq!((r.parent_id(), r.content_str()), (id.as_str(), Some("OK")));
+    }
+    for i in 0..20 {
+        assert!(
+            edge.meta(&format!("default/pod/away-{i}")).is_some(),
+            "away-{i} stored"
+        );
+    }
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_queue_depth",
+        |v| v == 0.0,
+        "queue drained",
+    )
+    .await;
+    assert_eq!(metric(&cloud.metrics, "cloudhub_acks_pending").await, Some(0.0));
+}
