@@ -1,8 +1,8 @@
 //! edgecore: the KubeEdge edge daemon.
 //!
 //! Reads `edgecore.yaml` (KubeEdge v1.2 format, see `ke-config`), builds the beehive bus and runs the
-//! enabled modules on it. Modules present so far: EdgeHub (`websocket`) and MetaManager (`metaManager`, on
-//! the SQLite database at `database.dataSource`). The others (metaManager,
+//! enabled modules on it. Modules present so far: EdgeHub (`websocket`), MetaManager (`metaManager`, on the
+//! SQLite database at `database.dataSource`) and EventBus (`eventbus`, MQTT per `mqttMode`). The others (metaManager,
 //! edged, eventbus, twin, …) join the same `Core` as they land.
 
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::Parser;
 use edgehub::{EdgeHub, EdgeHubMetrics, EdgeHubOptions, LinkKind};
+use eventbus::{EventBus, EventBusOptions, MqttMode};
 use ke_beehive::{Beehive, Core};
 use ke_config::cli::{ConfigFlags, Startup};
 use ke_config::edgecore::EdgeCoreConfig;
@@ -145,6 +146,26 @@ async fn run(cfg: EdgeCoreConfig) -> anyhow::Result<()> {
             },
             store.clone(),
         ))?;
+    }
+    let eb = &cfg.modules.eventbus;
+    if eb.enable {
+        let opts = EventBusOptions {
+            enabled: true,
+            mode: MqttMode::from_kubeedge(i64::from(eb.mqtt_mode))?,
+            internal_server: eb.mqtt_server_internal.clone(),
+            external_server: eb.mqtt_server_external.clone(),
+            qos: eb.mqtt_qos,
+            retain: eb.mqtt_retain,
+            session_queue_size: usize::try_from(eb.mqtt_session_queue_size).unwrap_or(100),
+            node_name: cfg.modules.edged.hostname_override.clone(),
+            ..Default::default()
+        };
+        // Binding now makes a busy MQTT port a start-up error rather than a log line.
+        core.register(
+            EventBus::bind(opts)
+                .await
+                .context("starting the eventbus (modules.eventbus)")?,
+        )?;
     }
     core.start();
     info!(node = %cfg.modules.edged.hostname_override, "edgecore started");

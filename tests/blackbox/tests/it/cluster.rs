@@ -103,6 +103,11 @@ modules:
     }
 
     pub(crate) fn edge(&self, node: &str, cloud: &Cloud, quic: bool) -> Edge {
+        self.edge_with(node, cloud, quic, "  eventbus:\n    enable: false\n")
+    }
+
+    /// Like [`edge`](Self::edge) with the given `eventbus:` section (indented under `modules:`).
+    pub(crate) fn edge_with(&self, node: &str, cloud: &Cloud, quic: bool, eventbus: &str) -> Edge {
         let m = free_tcp_port();
         let db = self.path().join(format!("{node}.db"));
         let cfg = format!(
@@ -127,9 +132,7 @@ modules:
     quic:
       enable: {quic}
       server: {q}
-  eventbus:
-    enable: false
-  devicetwin:
+{eventbus}  devicetwin:
     enable: false
   edgemesh:
     enable: false

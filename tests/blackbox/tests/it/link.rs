@@ -235,3 +235,55 @@ async fn cloud_messages_reach_edge_sqlite_and_are_acked_even_after_the_edge_was_
     .await;
     assert_eq!(metric(&cloud.metrics, "cloudhub_acks_pending").await, Some(0.0));
 }
+
+#[tokio::test]
+async fn mqtt_upload_through_the_embedded_broker_reaches_the_cloud() {
+    let c = Cluster::new(&["edge-mqtt"]);
+    let cloud = c.cloud_config("");
+    let port = ke_testkit::free_tcp_port();
+    let eventbus = format!("  eventbus:\n    mqttMode: 0\n    mqttServerInternal: tcp://127.0.0.1:{port}\n");
+    let _edge = c.edge_with("edge-mqtt", &cloud, false, &eventbus);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "edge connected",
+    )
+    .await;
+    let before = metric(
+        &cloud.metrics,
+        "cloudhub_messages_in_total{operation=\"response\"}",
+    )
+    .await
+    .unwrap_or(0.0);
+    // A device app publishes an upload with the standard mosquitto client.
+    ke_testkit::eventually(
+        Duration::from_secs(20),
+        "mosquitto_pub to the embedded broker",
+        || async {
+            let st = tokio::process::Command::new("mosquitto_pub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-t",
+                    "$hw/events/upload/demo",
+                    "-m",
+                    "{\"v\":1}",
+                ])
+                .status()
+                .await
+                .ok()?;
+            st.success().then_some(())
+        },
+    )
+    .await;
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_messages_in_total{operation=\"response\"}",
+        |v| v > before,
+        "the upload reaches cloudcore as a bus response",
+    )
+    .await;
+}
