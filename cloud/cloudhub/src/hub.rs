@@ -243,7 +243,7 @@ impl CloudHub {
         let node_name =
             resource::node_of(msg.resource()).ok_or_else(|| HubError::NoNode(msg.resource().to_owned()))?;
         let node = self.node(node_name);
-        let admitted = node.queue().push(msg);
+        let admitted = self.with_queue(&node, |q| q.push(msg));
         match &admitted {
             Ok(Admit::QueuedDroppedOldest) => {
                 self.inner.metrics.queue_overflow.inc();
@@ -255,7 +255,6 @@ impl CloudHub {
             _ => {}
         }
         node.wake.notify_one();
-        self.refresh_gauges();
         Ok(admitted?)
     }
 
@@ -320,21 +319,18 @@ impl CloudHub {
             .clone()
     }
 
-    fn refresh_gauges(&self) {
-        let (mut depth, mut inflight) = (0usize, 0usize);
-        for n in lock(&self.inner.nodes).values() {
-            let q = n.queue();
-            depth += q.depth();
-            inflight += q.inflight_len();
-        }
-        self.inner
-            .metrics
-            .queue_depth
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
-        self.inner
-            .metrics
-            .acks_pending
-            .set(i64::try_from(inflight).unwrap_or(i64::MAX));
+    /// Runs `f` on the node's queue and moves the global gauges by the change it made (O(1): the
+    /// hot path must not walk every node).
+    fn with_queue<R>(&self, node: &Node, f: impl FnOnce(&mut NodeQueue) -> R) -> R {
+        let mut q = node.queue();
+        let (d0, i0) = (q.depth(), q.inflight_len());
+        let r = f(&mut q);
+        let (d1, i1) = (q.depth(), q.inflight_len());
+        drop(q);
+        let delta = |a: usize, b: usize| i64::try_from(b).unwrap_or(0) - i64::try_from(a).unwrap_or(0);
+        self.inner.metrics.queue_depth.inc_by(delta(d0, d1));
+        self.inner.metrics.acks_pending.inc_by(delta(i0, i1));
+        r
     }
 
     /// Identity and node-limit checks, run before the upgrade completes.
@@ -483,7 +479,7 @@ impl CloudHub {
                 .connected_nodes
                 .set(i64::try_from(*connected).unwrap_or(i64::MAX));
         }
-        node.queue().requeue_inflight();
+        self.with_queue(&node, NodeQueue::requeue_inflight);
         self.inner.metrics.connections.inc();
         info!(node = %info.node_id, transport = %info.transport, remote = %info.remote, "edge connected");
         let _ = self
@@ -520,8 +516,7 @@ impl CloudHub {
             }
         };
         if mine {
-            node.queue().requeue_inflight();
-            self.refresh_gauges();
+            self.with_queue(&node, NodeQueue::requeue_inflight);
             info!(node = %info.node_id, "edge disconnected");
             let _ = self
                 .inner
@@ -565,7 +560,7 @@ impl CloudHub {
         match msg.operation() {
             op::KEEPALIVE => return,
             op::VIADUCT_CONFIG | op::VIADUCT_PING | op::VIADUCT_PONG => {
-                node.queue().push_urgent(msg.response("ack"));
+                self.with_queue(node, |q| q.push_urgent(msg.response("ack")));
                 node.wake.notify_one();
                 return;
             }
@@ -573,7 +568,7 @@ impl CloudHub {
         }
         let parent = msg.parent_id().to_owned();
         if msg.operation() == op::RESPONSE {
-            let acked = node.queue().ack(&parent);
+            let acked = self.with_queue(node, |q| q.ack(&parent));
             node.wake.notify_one();
             let waiter = lock(&self.inner.waiters).remove(&parent);
             let matched = acked.is_some() || waiter.is_some();
@@ -581,7 +576,6 @@ impl CloudHub {
                 let _ = w.send(msg);
             }
             if let Some(orig) = acked {
-                self.refresh_gauges();
                 let _ = self
                     .inner
                     .events
@@ -611,20 +605,19 @@ impl CloudHub {
         let far = Duration::from_secs(3600);
         loop {
             loop {
-                let next = node.queue().next(o.window, Instant::now());
+                let next = self.with_queue(node, |q| q.next(o.window, Instant::now()));
                 let Some(m) = next else { break };
                 if !self.write(node, &mut tx, m, &cancel).await {
                     return;
                 }
             }
-            self.refresh_gauges();
             let deadline = node.queue().next_deadline(o.ack_timeout, o.max_backoff);
             let sleep_until = deadline.unwrap_or_else(|| Instant::now() + far);
             tokio::select! {
                 _ = cancel.cancelled() => { let _ = tx.close().await; return; }
                 _ = node.wake.notified() => {}
                 _ = tokio::time::sleep_until(sleep_until.into()) => {
-                    let due = node.queue().due(Instant::now(), o.ack_timeout, o.max_backoff);
+                    let due = self.with_queue(node, |q| q.due(Instant::now(), o.ack_timeout, o.max_backoff));
                     for m in due {
                         self.inner.metrics.resends.inc();
                         debug!(node = %node.name, id = %m.id(), "no ack yet: resending");
