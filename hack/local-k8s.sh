@@ -632,4 +632,6 @@ main() {
   esac
 }
 
-if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
+# (exit inside the same compound command: bash never reads past this line, so editing the file while it
+# runs is harmless)
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; exit; fi

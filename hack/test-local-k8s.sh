@@ -14,6 +14,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 L="$ROOT/hack/local-k8s.sh"
+lk() { bash "$L" "$@"; }
 BASE="${KE_STATE_DIR:-/var/lib/kubeedge-dev}"
 T="${KE_TEST_STATE_DIR:-$BASE/test}"
 export KE_STATE_DIR="$T"
@@ -23,7 +24,7 @@ mkdir -p "$BASE/cache" "$T"
 unset KE_ETCD_PORT KE_ETCD_PEER_PORT KE_APISERVER_PORT KE_KCM_PORT KE_SCHEDULER_PORT
 
 K=${KE_KUBECTL:-$(command -v kubectl || true)}
-[ -n "$K" ] || K=$("$L" kubectl version --client >/dev/null 2>&1; echo "$BASE/cache/bin/kubectl-1.20")
+[ -n "$K" ] || K=$(lk kubectl version --client >/dev/null 2>&1; echo "$BASE/cache/bin/kubectl-1.20")
 ADMIN="$T/cluster/admin.kubeconfig"
 CLOUDCORE="$T/cluster/cloudcore.kubeconfig"
 PKI="$T/cluster/pki"
@@ -54,7 +55,7 @@ since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b - a}'; }
 pids() { cat "$T"/run/*.pid 2>/dev/null | awk '{print $1}'; }
 
 cleanup() { # whatever happens, leave nothing running
-  if ls "$T"/run/*.pid >/dev/null 2>&1; then "$L" down >/dev/null 2>&1 || true; fi
+  if ls "$T"/run/*.pid >/dev/null 2>&1; then lk down >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 
@@ -63,7 +64,7 @@ echo "state dir: $T"
 
 # --- 1. up (timed) ------------------------------------------------------------------------------------------
 t0=$EPOCHREALTIME
-if "$L" up >"$T/up1.out" 2>&1; then
+if lk up >"$T/up1.out" 2>&1; then
   cold=$(since "$t0")
   ok "up: fresh cluster ($cold s; includes the build if the cache was cold)"
 else
@@ -74,8 +75,8 @@ fi
 # --- 2. readyz, version skew ----------------------------------------------------------------------------------
 check "kubectl get --raw /readyz = ok" test "$(kc get --raw /readyz 2>&1)" = ok
 check "server is v1.20.2" sh -c "'$K' --kubeconfig '$ADMIN' version -o json 2>/dev/null | jq -e '.serverVersion.gitVersion == \"v1.20.2\"'"
-check "env prints export KUBECONFIG" sh -c "'$L' env | grep -qx 'export KUBECONFIG=$ADMIN'"
-check "status: 4 components running and healthy" "$L" status
+check "env prints export KUBECONFIG" sh -c "bash '$L' env | grep -qx 'export KUBECONFIG=$ADMIN'"
+check "status: 4 components running and healthy" lk status
 
 # --- 3. edge node with a Ready status written through the status subresource ---------------------------------
 kc create -f - >/dev/null 2>&1 <<EOF
@@ -217,12 +218,12 @@ check "cloudcore is really forbidden to delete a namespace" sh -c \
 
 # --- 7. up is idempotent ---------------------------------------------------------------------------------------
 before=$(pids | sort | tr '\n' ' ')
-check "second up while running succeeds" "$L" up
+check "second up while running succeeds" lk up
 check "second up kept the same processes" test "$(pids | sort | tr '\n' ' ')" = "$before"
 
 # --- 8. down leaves nothing behind -------------------------------------------------------------------------------
 . "$T/cluster/ports.env"
-check "down" "$L" down
+check "down" lk down
 gone() { # none of the PIDs is a live process (an exited daemon may stay a zombie until PID 1 reaps it)
   local p st
   for p in $before; do
@@ -234,11 +235,11 @@ check "no process left (pids $before)" gone
 listening() { ss -Htln | awk '{print $4}' | grep -Eq ":($KE_ETCD_PORT|$KE_ETCD_PEER_PORT|$KE_APISERVER_PORT|$KE_KCM_PORT|$KE_SCHEDULER_PORT)\$"; }
 check "no listener left on the cluster ports" not listening
 check "no mount under the state dir" not grep -q " $T" /proc/mounts
-check "status reports stopped" not "$L" status
+check "status reports stopped" not lk status
 
 # --- 9. second up is fast and keeps the data -------------------------------------------------------------------
 t0=$EPOCHREALTIME
-if "$L" up >"$T/up2.out" 2>&1; then
+if lk up >"$T/up2.out" 2>&1; then
   warm=$(since "$t0")
   ok "warm up: existing cluster state ($warm s)"
 else
@@ -249,7 +250,7 @@ check "etcd data kept: node and device still there" sh -c \
   "'$K' --kubeconfig '$ADMIN' get node $NODE -o name && '$K' --kubeconfig '$ADMIN' get device led-light-instance-01 -o name"
 
 # --- 10. down --wipe ---------------------------------------------------------------------------------------------
-check "down --wipe" "$L" down --wipe
+check "down --wipe" lk down --wipe
 check "wipe removed cluster state" test ! -e "$T/cluster"
 check "wipe kept the build cache" test -x "$BASE/cache/bin/kube-apiserver"
 rm -f "$T/up1.out" "$T/up2.out"
