@@ -160,11 +160,17 @@ build_kube() {
     fi
   done
 
+  if grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' \
+       "$S/vendor/github.com/go-openapi/validate/type.go" || ! [ -f "$V/go_above_118.go" ]; then
+    die "source patches did not apply to $S (Debian's source package changed?)"
+  fi
+
   log "make ${K8S_BINS[*]} (GOPATH build from vendor/, no network, nice ${KE_BUILD_NICE:-10}); log: $CACHE/build.log"
   local t0=$SECONDS
   (
     cd "$S"
-    export HOME="$CACHE/gohome" GOCACHE="$CACHE/gocache" GOPROXY=off GOFLAGS= \
+    # (the Go build cache lives in _output/local/go/cache inside the tree: kube's build scripts set GOCACHE)
+    export HOME="$CACHE/gohome" GOPROXY=off GOFLAGS= \
            KUBE_GIT_VERSION="$K8S_VERSION" KUBE_GIT_COMMIT="$K8S_COMMIT" KUBE_GIT_TREE_STATE=archive
     mkdir -p "$HOME"
     nice -n "${KE_BUILD_NICE:-10}" make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler"
@@ -555,6 +561,8 @@ cmd_up() {
   wait_healthy kube-scheduler
 
   apply_manifests
+  local envcmd="$0 env"
+  [ "$STATE" = /var/lib/kubeedge-dev ] || envcmd="KE_STATE_DIR=$STATE $0 env"
   cat <<SUMMARY
 local Kubernetes $K8S_VERSION is up ($((SECONDS - t0)) s)
   apiserver:            https://127.0.0.1:$KE_APISERVER_PORT   (etcd http://127.0.0.1:$KE_ETCD_PORT)
@@ -562,7 +570,7 @@ local Kubernetes $K8S_VERSION is up ($((SECONDS - t0)) s)
   cloudcore kubeconfig: $CLUSTER/cloudcore.kubeconfig   (user system:serviceaccount:kubeedge:cloudcore)
   admin token:          cut -d, -f1 $CLUSTER/tokens.csv
   logs:                 $LOGS
-  use it:               eval "\$($0 env)"
+  use it:               eval "\$($envcmd)"
 SUMMARY
 }
 

@@ -3,9 +3,9 @@
 #
 #   hack/test-local-k8s.sh
 #
-# Runs in its own state dir ($KE_STATE_DIR/test, build cache shared with $KE_STATE_DIR/cache through a symlink),
-# so it neither disturbs nor is disturbed by a dev cluster started with the default state dir; ports are picked
-# free. Steps: up (timed) -> /readyz -> edge Node with Ready status (status subresource) -> Deployment with
+# Runs in its own fresh state dir ($KE_STATE_DIR/test.XXXXXX, or KE_TEST_STATE_DIR; the build cache is shared with
+# $KE_STATE_DIR/cache through a symlink), so it neither disturbs nor is disturbed by a dev cluster or another
+# test run; ports are picked free. The dir is removed when everything passed. Steps: up (timed) -> /readyz -> edge Node with Ready status (status subresource) -> Deployment with
 # nodeSelector bound to it by the scheduler -> CRDs + Device CRs (and schema rejections) -> cloudcore RBAC ->
 # idempotent up -> down leaves no process/listener/mount -> warm up (timed, data kept) -> down --wipe.
 # Last line: "N passed, N failed"; exit status 1 if anything failed.
@@ -16,9 +16,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 L="$ROOT/hack/local-k8s.sh"
 lk() { bash "$L" "$@"; }
 BASE="${KE_STATE_DIR:-/var/lib/kubeedge-dev}"
-T="${KE_TEST_STATE_DIR:-$BASE/test}"
+mkdir -p "$BASE/cache"
+# a fresh state dir per run: concurrent runs (several people call hack/test.sh) never share a cluster
+T="${KE_TEST_STATE_DIR:-$(mktemp -d "$BASE/test.XXXXXX")}"
 export KE_STATE_DIR="$T"
-mkdir -p "$BASE/cache" "$T"
+mkdir -p "$T"
 [ -e "$T/cache" ] || ln -s "$BASE/cache" "$T/cache"
 # the test picks its own ports: ignore port overrides meant for a dev cluster
 unset KE_ETCD_PORT KE_ETCD_PEER_PORT KE_APISERVER_PORT KE_KCM_PORT KE_SCHEDULER_PORT
@@ -254,6 +256,8 @@ check "down --wipe" lk down --wipe
 check "wipe removed cluster state" test ! -e "$T/cluster"
 check "wipe kept the build cache" test -x "$BASE/cache/bin/kube-apiserver"
 rm -f "$T/up1.out" "$T/up2.out"
+# all passed: remove the run's state dir (rm does not follow the cache symlink); else keep it for the logs
+if [ "$failed" = 0 ] && [ -z "${KE_TEST_STATE_DIR:-}" ]; then rm -rf "${T:?}"; else echo "state and logs kept in $T"; fi
 
 echo "$pass passed, $failed failed"
 [ "$failed" = 0 ]
