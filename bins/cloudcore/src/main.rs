@@ -114,6 +114,7 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
         opts.node_limit = usize::try_from(hub_cfg.node_limit).unwrap_or(0);
         opts.max_pending_per_node = hub_cfg.max_pending_per_node as usize;
         opts.allow_legacy_certs = hub_cfg.allow_legacy_edge_cert;
+        opts.queue_store = Some(PathBuf::from(&hub_cfg.queue_store)).filter(|p| !p.as_os_str().is_empty());
         let (hub, at) = CloudHub::start(opts, events_tx, metrics, cancel.clone()).await?;
         info!(websocket = ?at.websocket, quic = ?at.quic, unix = ?at.unix_socket, "cloudhub started");
         Some(hub)

@@ -109,6 +109,7 @@ modules:
     tlsCAFile: {dir}/ca/rootCA.crt
     tlsCertFile: {dir}/certs/server.crt
     tlsPrivateKeyFile: {dir}/certs/server.key
+    queueStore: {dir}/cloudhub-queue.db
     unixsocket:
       enable: true
       address: unix://{sock}

@@ -17,7 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::metrics::HubMetrics;
-use crate::queue::{Admit, NodeQueue, QueueFull};
+use crate::persist::QueueStore;
+use crate::queue::{Admit, Lane, NodeQueue, QueueFull, classify};
 
 /// Settings of the hub (mapped from `modules.cloudhub` in cloudcore.yaml by the binary).
 #[derive(Debug, Clone)]
@@ -50,6 +51,8 @@ pub struct CloudHubOptions {
     pub request_timeout: Duration,
     /// Frame size and handshake limits.
     pub limits: LinkLimits,
+    /// SQLite file keeping the acked lanes across restarts (`queueStore`); `None`: memory only.
+    pub queue_store: Option<PathBuf>,
 }
 
 impl CloudHubOptions {
@@ -70,6 +73,7 @@ impl CloudHubOptions {
             window: 64,
             request_timeout: Duration::from_secs(60),
             limits: LinkLimits::default(),
+            queue_store: None,
         }
     }
 }
@@ -103,6 +107,9 @@ pub enum HubError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The queue store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::persist::Error),
     /// QUIC listener could not be set up.
     #[error("cannot start the QUIC listener: {0}")]
     Quic(#[from] LinkError),
@@ -167,6 +174,7 @@ struct Inner {
     cancel: CancellationToken,
     tracker: TaskTracker,
     next_session: AtomicU64,
+    store: Mutex<Option<QueueStore>>,
 }
 
 /// Handle to a running hub; cheap to clone.
@@ -187,6 +195,14 @@ impl CloudHub {
         metrics: HubMetrics,
         cancel: CancellationToken,
     ) -> Result<(Self, Listening), HubError> {
+        let (store, saved) = match &opts.queue_store {
+            Some(path) => {
+                let (s, saved) = QueueStore::open(path)?;
+                info!(path = %path.display(), restored = saved.len(), "cloudhub queue store opened");
+                (Some(s), saved)
+            }
+            None => (None, Vec::new()),
+        };
         let inner = Arc::new(Inner {
             opts,
             nodes: Mutex::default(),
@@ -197,8 +213,17 @@ impl CloudHub {
             cancel,
             tracker: TaskTracker::new(),
             next_session: AtomicU64::new(1),
+            store: Mutex::new(store),
         });
         let hub = Self { inner };
+        for msg in saved {
+            if let Some(name) = resource::node_of(msg.resource()) {
+                let node = hub.node(name);
+                if let Err(e) = hub.with_queue(&node, |q| q.push(msg)) {
+                    warn!(error = %e, "restored message does not fit the queue");
+                }
+            }
+        }
         let mut listening = Listening::default();
         if let Some(addr) = hub.inner.opts.websocket {
             let l = TcpListener::bind(addr).await.map_err(|source| HubError::Listen {
@@ -243,7 +268,16 @@ impl CloudHub {
         let node_name =
             resource::node_of(msg.resource()).ok_or_else(|| HubError::NoNode(msg.resource().to_owned()))?;
         let node = self.node(node_name);
+        let durable = match (classify(&msg), lock(&self.inner.store).is_some()) {
+            (Lane::Acked(key), true) => Some((key, msg.clone())),
+            _ => None,
+        };
         let admitted = self.with_queue(&node, |q| q.push(msg));
+        if let (Ok(Admit::Queued), Some((key, m))) = (&admitted, durable)
+            && let Some(store) = lock(&self.inner.store).as_ref()
+        {
+            store.put(&node.name, &key, &m);
+        }
         match &admitted {
             Ok(Admit::QueuedDroppedOldest) => {
                 self.inner.metrics.queue_overflow.inc();
@@ -302,6 +336,10 @@ impl CloudHub {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        let store = lock(&self.inner.store).take();
+        if let Some(mut store) = store {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
     }
 
     fn node(&self, name: &str) -> Arc<Node> {
@@ -576,6 +614,9 @@ impl CloudHub {
                 let _ = w.send(msg);
             }
             if let Some(orig) = acked {
+                if let (Lane::Acked(key), Some(store)) = (classify(&orig), lock(&self.inner.store).as_ref()) {
+                    store.delete(&node.name, &key, orig.id());
+                }
                 let _ = self
                     .inner
                     .events

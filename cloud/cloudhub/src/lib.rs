@@ -26,13 +26,15 @@
 //! * **no read deadline bug**: a node is dropped only when nothing (keepalive, message or
 //!   WebSocket ping) arrived for `keepaliveInterval` seconds, i.e. two missed 15 s heartbeats;
 //! * **acked delivery** keeps unacked messages across disconnects and resends them with back-off
-//!   instead of giving up after four tries (see [`queue`]).
+//!   instead of giving up after four tries (see [`queue`]), and across cloudcore restarts when a
+//!   `queueStore` file is configured (see [`persist`]).
 //!
 //! Start reading at [`CloudHub::start`]; sessions live in `hub.rs`.
 #![warn(missing_docs)]
 
 mod hub;
 pub mod metrics;
+pub mod persist;
 pub mod queue;
 
 pub use hub::{CloudHub, CloudHubOptions, HubError, HubEvent, Listening};

@@ -111,6 +111,9 @@ pub struct CloudHub {
     pub max_pending_per_node: u32,
     /// `nodeLimit`: maximum number of connected edge nodes.
     pub node_limit: i32,
+    /// Extension `queueStore`: SQLite file where the acked-delivery queues survive a cloudcore
+    /// restart; empty keeps them in memory only.
+    pub queue_store: String,
     /// `quic`.
     pub quic: CloudHubQuic,
     /// `tlsCAFile` (note the capitals; edgehub spells it `tlsCaFile`, accepted here too).
@@ -137,6 +140,7 @@ impl Default for CloudHub {
             enable: true,
             keepalive_interval: 30,
             max_pending_per_node: 1024,
+            queue_store: "/var/lib/kubeedge/cloudhub-queue.db".to_owned(),
             node_limit: 10,
             quic: CloudHubQuic::default(),
             tls_ca_file: "/etc/kubeedge/ca/rootCA.crt".to_owned(),

@@ -47,6 +47,8 @@
 //!   present the shared `CN=kubeedge.io` certificate;
 //! * cloudcore `modules.cloudhub.maxPendingPerNode: 1024` — bound of the per-node acked-delivery
 //!   queue;
+//! * cloudcore `modules.cloudhub.queueStore: /var/lib/kubeedge/cloudhub-queue.db` — where the
+//!   acked-delivery queues are kept across cloudcore restarts (empty: memory only);
 //! * cloudcore `metricsAddress: 127.0.0.1:10350`, edgecore `metricsAddress: 127.0.0.1:10351` —
 //!   Prometheus `/metrics` listen address; empty disables it.
 //!

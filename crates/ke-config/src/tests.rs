@@ -55,6 +55,7 @@ const CLOUD_EXTENSIONS: &[&str] = &[
     "metricsAddress:",
     "    allowLegacyEdgeCert:",
     "    maxPendingPerNode:",
+    "    queueStore:",
     "  devicecontroller:",
     "  synccontroller:",
 ];
@@ -121,6 +122,7 @@ fn cloudcore_defaultconfig_matches_v1_2_apart_from_extensions() {
         "metricsAddress: 127.0.0.1:10350",
         "    allowLegacyEdgeCert: false",
         "    maxPendingPerNode: 1024",
+        "    queueStore: /var/lib/kubeedge/cloudhub-queue.db",
         "  devicecontroller:",
         "      updateDeviceStatus: 1024",
         "      updateDeviceStatusWorkers: 1",

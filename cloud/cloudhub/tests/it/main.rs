@@ -386,3 +386,66 @@ async fn viaduct_control_messages_get_ack() {
         ("response", ping.id(), Some("ack"))
     );
 }
+
+#[tokio::test]
+async fn queued_messages_survive_a_hub_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("queue.db");
+    let s2 = store.clone();
+    let mut env = Env::start(move |o| o.queue_store = Some(s2)).await;
+    let sent: Vec<Message> = (0..5).map(|i| pod("away", &format!("p{i}"), "3")).collect();
+    for m in &sent {
+        env.hub.send(m.clone()).unwrap();
+    }
+    // One of them is delivered and acked before the restart; it must not come back.
+    let mut edge = env.edge("away").await;
+    let first = edge.recv(T).await.unwrap();
+    edge.send(&first.ack()).await;
+    env.next_event(|e| matches!(e, HubEvent::Acked { .. })).await;
+    drop(edge);
+    env.hub.shutdown().await;
+
+    // A new hub (new process in real life) on the same store and CA.
+    let ca = env.ca;
+    let server = ca.issue_server("cloudcore", &["127.0.0.1".into()]).unwrap();
+    let tls = server_config_from(
+        TlsMaterial::from_pem(
+            ca.cert_pem().as_bytes(),
+            server.cert_pem.as_bytes(),
+            server.key_pem.as_bytes(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut opts = CloudHubOptions::new(tls);
+    opts.websocket = Some("127.0.0.1:0".parse().unwrap());
+    opts.queue_store = Some(store);
+    let (tx, _events) = mpsc::channel(1024);
+    let (hub, at) = CloudHub::start(opts, tx, HubMetrics::default(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(hub.queue_depth("away"), 4);
+    let node = ca.issue_node("away").unwrap();
+    let mut edge = FakeEdge::ws(&at.websocket.unwrap().to_string(), "away", tls_for(&ca, &node))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let m = edge.recv(T).await.unwrap();
+        edge.send(&m.ack()).await;
+        got.push(m.id().to_owned());
+    }
+    let expected: Vec<String> = sent
+        .iter()
+        .filter(|m| m.id() != first.id())
+        .map(|m| m.id().to_owned())
+        .collect();
+    assert_eq!(
+        got, expected,
+        "the four unacked messages, in order, with their original ids"
+    );
+    assert!(
+        edge.recv(Duration::from_millis(500)).await.is_none(),
+        "nothing twice"
+    );
+}

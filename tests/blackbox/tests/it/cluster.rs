@@ -34,6 +34,19 @@ impl Edge {
     }
 }
 
+impl Cloud {
+    /// Starts cloudcore again on the same configuration (same ports, same queue store).
+    pub(crate) fn restart(&mut self, dir: &Path) {
+        self.daemon.stop();
+        self.daemon = Daemon::start(
+            "cloudcore",
+            &bin("cloudcore"),
+            &["--config", self.config.to_str().unwrap()],
+            dir,
+        );
+    }
+}
+
 pub(crate) struct Cluster {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) pki: Pki,
@@ -66,6 +79,7 @@ modules:
     tlsCAFile: {ca}
     tlsCertFile: {crt}
     tlsPrivateKeyFile: {key}
+    queueStore: {queue}
 {extra_cloudhub}
     quic:
       enable: true
@@ -83,6 +97,7 @@ modules:
             crt = self.pki.cert("server").display(),
             key = self.pki.key("server").display(),
             sock = sock.display(),
+            queue = self.path().join("cloudhub-queue.db").display(),
         );
         let config = self.path().join("cloudcore.yaml");
         std::fs::write(&config, cfg).unwrap();

@@ -55,13 +55,7 @@ async fn edgecore_connects_over_websocket_and_quic_and_survives_cloud_restart() 
         "ws edge notices the cloud is gone",
     )
     .await;
-    let config = cloud.config.clone();
-    cloud.daemon = ke_testkit::Daemon::start(
-        "cloudcore-2",
-        &ke_testkit::bin("cloudcore"),
-        &["--config", config.to_str().unwrap()],
-        c.path(),
-    );
+    cloud.restart(c.path());
     wait_metric(
         &cloud.metrics,
         "cloudhub_connected_nodes",
@@ -286,4 +280,74 @@ async fn mqtt_upload_through_the_embedded_broker_reaches_the_cloud() {
         "the upload reaches cloudcore as a bus response",
     )
     .await;
+}
+
+#[tokio::test]
+async fn queued_messages_survive_a_cloudcore_restart_and_arrive_once() {
+    let c = Cluster::new(&["edge-r"]);
+    let mut cloud = c.cloud_config("");
+    let mut edge = c.edge("edge-r", &cloud, false);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "edge connected",
+    )
+    .await;
+    edge.daemon.stop();
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 0.0,
+        "edge gone",
+    )
+    .await;
+    // 20 objects queued for the absent edge; their unix-socket senders give up when cloudcore stops.
+    let mut senders = Vec::new();
+    for i in 0..20 {
+        let m = pod("edge-r", &format!("q-{i}"), "7");
+        let sock = cloud.sock.clone();
+        senders.push(tokio::spawn(async move {
+            ke_transport::unix::request(&sock, &m, 1 << 20).await
+        }));
+    }
+    wait_metric(&cloud.metrics, "cloudhub_queue_depth", |v| v >= 20.0, "20 queued").await;
+    cloud.restart(c.path());
+    for s in senders {
+        let _ = s.await;
+    }
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_queue_depth",
+        |v| v >= 20.0,
+        "queue restored after restart",
+    )
+    .await;
+    let edge = c.edge("edge-r", &cloud, false);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_queue_depth",
+        |v| v == 0.0,
+        "all 20 delivered and acked",
+    )
+    .await;
+    for i in 0..20 {
+        assert!(
+            edge.meta(&format!("default/pod/q-{i}")).is_some(),
+            "q-{i} stored at the edge"
+        );
+    }
+    // Exactly once: the restarted cloudcore wrote each object one time, and resent none.
+    assert_eq!(
+        metric(
+            &cloud.metrics,
+            "cloudhub_messages_out_total{operation=\"insert\"}"
+        )
+        .await,
+        Some(20.0)
+    );
+    assert_eq!(
+        metric(&cloud.metrics, "cloudhub_resends").await.unwrap_or(0.0),
+        0.0
+    );
 }
