@@ -351,3 +351,57 @@ async fn queued_messages_survive_a_cloudcore_restart_and_arrive_once() {
         0.0
     );
 }
+
+#[tokio::test]
+async fn quic_edgecore_stores_and_acks_cloud_messages() {
+    let c = Cluster::new(&["edge-qm"]);
+    let cloud = c.cloud_config("");
+    let edge = c.edge("edge-qm", &cloud, true);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "quic edge connected",
+    )
+    .await;
+    let p = pod("edge-qm", "over-quic", "9");
+    let reply = ke_transport::unix::request(&cloud.sock, &p, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!((reply.parent_id(), reply.content_str()), (p.id(), Some("OK")));
+    assert!(edge.meta("default/pod/over-quic").is_some());
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_is_refused() {
+    let c = Cluster::new(&["edge-x"]);
+    let cloud = c.cloud_config("");
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = ke_testkit::Pki::generate(other_dir.path(), &["edge-x"]);
+    // Trusts our cloud, presents a node certificate signed by a different CA.
+    let material =
+        ke_pki::tls::TlsMaterial::from_files(&c.pki.ca(), &other.cert("edge-x"), &other.key("edge-x"))
+            .unwrap();
+    let tls = ke_pki::tls::client_config_from(material).unwrap();
+    let err = FakeEdge::ws(&cloud.ws, "edge-x", tls.clone()).await.unwrap_err();
+    assert!(
+        !matches!(err, LinkError::Refused(_)),
+        "refused in the TLS handshake: {err}"
+    );
+    assert!(FakeEdge::quic(&cloud.quic, "edge-x", tls).await.is_err());
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_refused_connections",
+        |v| v >= 1.0,
+        "refusal counted",
+    )
+    .await;
+    assert_eq!(
+        metric(&cloud.metrics, "cloudhub_connected_nodes").await,
+        Some(0.0)
+    );
+    // The node's real certificate works.
+    FakeEdge::ws(&cloud.ws, "edge-x", c.pki.client_tls("edge-x"))
+        .await
+        .unwrap();
+}
