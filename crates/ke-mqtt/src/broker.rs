@@ -133,6 +133,30 @@ impl BrokerHandle {
         })
     }
 
+    /// Like [`publish`](Self::publish) but only to network clients (and the retained store), not to
+    /// in-process subscribers. The eventbus uses it so that what it publishes on behalf of edge
+    /// modules or the cloud never comes back to its own subscriptions.
+    pub fn publish_to_clients(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<()> {
+        if !is_valid_topic(topic) {
+            return Err(Error::InvalidTopic {
+                topic: topic.to_owned(),
+            });
+        }
+        let msg = Message {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+            qos,
+            retain,
+        };
+        self.shared.publish_with(msg, false)
+    }
+
     /// Subscribes in-process to `filter` (e.g. `$hw/events/upload/#`). Every matching message —
     /// from clients, wills, or [`BrokerHandle::publish`] — arrives as `(topic, payload)`, starting with
     /// the matching retained messages. The channel holds [`BrokerOptions::local_queue_len`] messages;

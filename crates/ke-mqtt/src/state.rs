@@ -245,12 +245,18 @@ impl Shared {
 
     /// Routes a published message (from a client or in-process).
     pub(crate) fn publish(&self, msg: Message) -> Result<()> {
+        self.publish_with(msg, true)
+    }
+
+    /// Routes a message; `to_locals: false` skips in-process subscribers (for messages that an
+    /// in-process subscriber itself publishes, so they do not loop back to it).
+    pub(crate) fn publish_with(&self, msg: Message, to_locals: bool) -> Result<()> {
         let mut st = lock(&self.state);
         if st.closed {
             return Err(Error::Shutdown);
         }
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.route(&mut st, msg);
+        self.route_to(&mut st, msg, to_locals);
         Ok(())
     }
 
@@ -300,6 +306,10 @@ impl Shared {
     }
 
     fn route(&self, st: &mut State, msg: Message) {
+        self.route_to(st, msg, true);
+    }
+
+    fn route_to(&self, st: &mut State, msg: Message, to_locals: bool) {
         if msg.retain {
             if msg.payload.is_empty() {
                 st.retained.remove(&msg.topic);
@@ -324,6 +334,9 @@ impl Shared {
             if !session.outbox.push(Message { qos, ..msg.clone() }) {
                 self.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if !to_locals {
+            return;
         }
         let dropped = &self.counters.messages_dropped;
         st.locals.retain(|local| {

@@ -158,7 +158,7 @@ impl Module for EventBus {
                         Action::Publish { topic, payload } => {
                             let payload = Bytes::from(payload);
                             if let Some(h) = &internal
-                                && let Err(e) = h.publish(&topic, payload.clone(), validated.qos, options.retain)
+                                && let Err(e) = h.publish_to_clients(&topic, payload.clone(), validated.qos, options.retain)
                             {
                                 tracing::warn!(%topic, "publish to the internal broker failed: {e}");
                             }

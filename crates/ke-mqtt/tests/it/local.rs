@@ -99,6 +99,33 @@ async fn in_process_publish_reaches_clients_and_retains() {
 }
 
 #[tokio::test]
+async fn publish_to_clients_skips_in_process_subscribers() {
+    let broker = TestBroker::start().await;
+    let mut local = broker.handle.subscribe("$hw/events/upload/#").unwrap();
+    let mut client = broker.client("app").await;
+    client.subscribe("$hw/events/upload/#", QoS::AtMostOnce).await;
+    broker
+        .handle
+        .publish_to_clients("$hw/events/upload/x", "from-cloud", QoS::AtMostOnce, false)
+        .unwrap();
+    let p = client.recv_publish().await;
+    assert_eq!(&p.payload[..], b"from-cloud");
+    // The same publish through `publish` does reach the local subscriber, so its silence above
+    // is the filter at work, not a slow channel.
+    broker
+        .handle
+        .publish("$hw/events/upload/x", "loopback", QoS::AtMostOnce, false)
+        .unwrap();
+    let (_, payload) = within("local", local.recv()).await.unwrap();
+    assert_eq!(
+        payload,
+        Bytes::from("loopback"),
+        "the client-only publish never reached it"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_names_and_dropped_receivers() {
     let broker = TestBroker::start().await;
     assert!(matches!(
