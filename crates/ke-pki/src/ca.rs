@@ -372,7 +372,8 @@ impl Ca {
     }
 
     /// cloudcore's server certificate: subject CN `cn`, SANs from `sans` (each an IP address or a DNS
-    /// name; at least one), EKU serverAuth + clientAuth, valid 1 year.
+    /// name; at least one), EKU serverAuth only (so its key cannot log in as an edge node), valid
+    /// 1 year.
     pub fn issue_server(&self, cn: &str, sans: &[String]) -> Result<CertKeyPair> {
         if sans.is_empty() {
             return Err(Error::NoSans);
@@ -380,10 +381,7 @@ impl Ca {
         let mut params = base_params(cn, LEAF_VALIDITY);
         params.subject_alt_names = sans.iter().map(|s| parse_san(s)).collect::<Result<_>>()?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue_with_params(params)
     }
 

@@ -245,6 +245,15 @@ async fn identity_is_enforced() {
         !matches!(err, LinkError::Refused(_)),
         "refused only at the TLS layer: {err}"
     );
+    // cloudcore's own server certificate (CN "cloudcore") cannot be used to log in as a node.
+    let server_pair = env.ca.issue_server("cloudcore", &["127.0.0.1".into()]).unwrap();
+    let err = FakeEdge::ws(&env.ws(), "cloudcore", tls_for(&env.ca, &server_pair))
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(err, LinkError::Refused(_)),
+        "refused in the TLS handshake (no clientAuth EKU): {err}"
+    );
     assert!(env.hub.connected_nodes().is_empty());
     // The right certificate still works.
     env.edge("node-a").await;
