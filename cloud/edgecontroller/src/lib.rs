@@ -32,8 +32,8 @@
 //!
 //! Not done (yet): `kubeAPIConfig.qps`/`burst` (kube-rs has no client-side rate limiter; the
 //! values are read and ignored), `contentType` (JSON is always used), the per-handler
-//! `buffer`/`load` sizes (one bounded worker pool of `load` total is used), ExtendResources GPU
-//! annotations, persistent volume queries beyond a plain GET.
+//! `buffer`/`load` sizes (one bounded worker pool of the `load` total is used), ObjectSync
+//! bookkeeping on acks and the periodic resync (synccontroller), devicecontroller.
 #![warn(missing_docs)]
 
 pub mod downstream;

@@ -20,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use ke_core::Message;
 use ke_core::names::{module, op, res};
 use ke_core::resource::{Resource, kind, strip_node_prefix};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams, Preconditions};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -133,6 +133,23 @@ pub fn merge_pod_status(old: Option<&PodStatus>, mut new: PodStatus) -> PodStatu
         cs.sort_by(|a, b| a.name.cmp(&b.name));
     }
     new
+}
+
+/// Annotations v1.2 writes for `ExtendResources`: `<resource name>` = JSON of its entries, and
+/// for `nvidia.com/gpu` also `huawei.com/gpu-status` = `[{"id":<entry name>,"healthy":true}]`.
+pub fn extend_resource_annotations(ext: &BTreeMap<String, Vec<Value>>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, entries) in ext {
+        if name == "nvidia.com/gpu" {
+            let gpus: Vec<Value> = entries
+                .iter()
+                .map(|e| serde_json::json!({"id": e.get("name").cloned().unwrap_or_default(), "healthy": true}))
+                .collect();
+            out.insert("huawei.com/gpu-status".to_owned(), Value::from(gpus).to_string());
+        }
+        out.insert(name.clone(), Value::from(entries.clone()).to_string());
+    }
+    out
 }
 
 fn pod_finished(p: &PodStatus) -> bool {
@@ -268,6 +285,18 @@ impl Upstream {
         let req: NodeStatusRequest = content(m)?;
         let api: Api<Node> = Api::all(self.client.clone());
         let name = r.name;
+        if let Some(ann) = req.extend_resources.as_ref().map(extend_resource_annotations) {
+            // Annotations are metadata: written through the node itself, not its status.
+            let patch = serde_json::json!({ "metadata": { "annotations": ann } });
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
+                Err(e) => return Err(api_err(format!("annotate node {name}"))(e)),
+            }
+        }
         for attempt in 0..2 {
             let Some(mut n) = api
                 .get_opt(name)
@@ -285,12 +314,6 @@ impl Upstream {
             );
             status.volumes_attached = n.status.as_ref().and_then(|s| s.volumes_attached.clone());
             n.status = Some(status);
-            if let Some(ext) = &req.extend_resources {
-                let ann = n.metadata.annotations.get_or_insert_default();
-                for (res_name, entries) in ext {
-                    ann.insert(res_name.clone(), Value::from(entries.clone()).to_string());
-                }
-            }
             match api.replace_status(name, &PostParams::default(), &n).await {
                 Ok(updated) => {
                     let rv = updated.resource_version().unwrap_or_default();
@@ -478,6 +501,7 @@ impl Upstream {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStatus, PodCondition};
+    use serde_json::json;
 
     #[test]
     fn decodes_v12_requests_from_object_or_string() {
@@ -513,6 +537,21 @@ mod tests {
         );
         let e = content::<PodStatusRequest>(&bad).unwrap_err().to_string();
         assert!(e.contains("node/n/default/podstatus/p"), "{e}");
+    }
+
+    #[test]
+    fn gpu_extend_resources_become_annotations() {
+        let ext: BTreeMap<String, Vec<Value>> = [(
+            "nvidia.com/gpu".to_owned(),
+            vec![json!({"name":"nvidia0","type":"Tesla K80","capacity":"11441Mi"})],
+        )]
+        .into();
+        let a = extend_resource_annotations(&ext);
+        assert_eq!(a["huawei.com/gpu-status"], r#"[{"healthy":true,"id":"nvidia0"}]"#);
+        assert_eq!(
+            a["nvidia.com/gpu"],
+            r#"[{"capacity":"11441Mi","name":"nvidia0","type":"Tesla K80"}]"#
+        );
     }
 
     #[test]

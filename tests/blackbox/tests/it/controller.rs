@@ -100,7 +100,8 @@ async fn edgecontroller_against_kubernetes_edgecore_and_a_fake_edge() {
         "meta",
         "update",
         format!("default/nodestatus/{fake_node}"),
-        json!({"UID": "", "Status": node_status(&now_rfc3339()), "ExtendResources": null}),
+        json!({"UID": "", "Status": node_status(&now_rfc3339()),
+               "ExtendResources": {"nvidia.com/gpu": [{"name": "nvidia0", "type": "Tesla K80", "capacity": "11441Mi"}]}}),
     )
     .with_sync(true);
     fake.send(&upd).await;
@@ -111,6 +112,14 @@ async fn edgecontroller_against_kubernetes_edgecore_and_a_fake_edge() {
         "node status reply carries the node's RV"
     );
     assert_eq!(ready_status(&k8s, &fake_node).as_deref(), Some("True"));
+    let gpu = k8s.kubectl_ok(&[
+        "get",
+        "node",
+        &fake_node,
+        "-o",
+        "jsonpath={.metadata.annotations.huawei\\.com/gpu-status}",
+    ]);
+    assert_eq!(gpu, r#"[{"healthy":true,"id":"nvidia0"}]"#);
 
     // --- downstream to the real edgecore -------------------------------------------------------
     let edge = c.edge(&edge_node, &cloud, false);
