@@ -12,17 +12,26 @@ use crate::cluster::{Cluster, wait_metric};
 
 const T: Duration = Duration::from_secs(30);
 
-/// Next message on `fake` whose parent is `id`.
-async fn reply_to(fake: &mut FakeEdge, id: &str) -> Message {
+/// The first message (already `seen`, or next on `fake`) that `pred` accepts; others are kept in `seen`.
+async fn first(
+    fake: &mut FakeEdge,
+    seen: &mut Vec<Message>,
+    what: &str,
+    pred: impl Fn(&Message) -> bool,
+) -> Message {
+    if let Some(i) = seen.iter().position(&pred) {
+        return seen.remove(i);
+    }
     let deadline = tokio::time::Instant::now() + T;
     while tokio::time::Instant::now() < deadline {
-        if let Some(m) = fake.recv(Duration::from_secs(1)).await
-            && m.parent_id() == id
-        {
-            return m;
+        if let Some(m) = fake.recv(Duration::from_secs(1)).await {
+            if pred(&m) {
+                return m;
+            }
+            seen.push(m);
         }
     }
-    panic!("no reply to {id} within {T:?}");
+    panic!("no {what} within {T:?}; seen: {seen:?}");
 }
 
 fn ready_status(k8s: &LocalK8s, node: &str) -> Option<String> {
@@ -87,7 +96,11 @@ async fn edgecontroller_against_kubernetes_edgecore_and_a_fake_edge() {
     )
     .with_sync(true);
     fake.send(&reg).await;
-    let r = reply_to(&mut fake, reg.id()).await;
+    let mut seen = Vec::new();
+    let r = first(&mut fake, &mut seen, "registration reply", |m| {
+        m.parent_id() == reg.id()
+    })
+    .await;
     assert_eq!(r.operation(), "response");
     assert_eq!(r.source(), "edgecontroller");
     assert_eq!(r.resource(), format!("default/node/{fake_node}"));
@@ -105,7 +118,10 @@ async fn edgecontroller_against_kubernetes_edgecore_and_a_fake_edge() {
     )
     .with_sync(true);
     fake.send(&upd).await;
-    let r = reply_to(&mut fake, upd.id()).await;
+    let r = first(&mut fake, &mut seen, "status reply", |m| {
+        m.parent_id() == upd.id()
+    })
+    .await;
     assert_eq!(r.content, json!("OK"));
     assert!(
         !r.header.resource_version.is_empty(),
@@ -120,6 +136,23 @@ async fn edgecontroller_against_kubernetes_edgecore_and_a_fake_edge() {
         "jsonpath={.metadata.annotations.huawei\\.com/gpu-status}",
     ]);
     assert_eq!(gpu, r#"[{"healthy":true,"id":"nvidia0"}]"#);
+    // Turning Ready brings the service and endpoints lists (the `kubernetes` service at least).
+    let sl = first(&mut fake, &mut seen, "servicelist", |m| {
+        m.resource() == "namespace/servicelist/service"
+    })
+    .await;
+    assert_eq!((sl.operation(), sl.source()), ("update", "edgecontroller"));
+    assert!(
+        sl.content
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["metadata"]["name"] == "kubernetes")),
+        "{}",
+        sl.content
+    );
+    first(&mut fake, &mut seen, "endpointslist", |m| {
+        m.resource() == "namespace/endpointslist/endpoints" && m.content.is_array()
+    })
+    .await;
 
     // --- downstream to the real edgecore -------------------------------------------------------
     let edge = c.edge(&edge_node, &cloud, false);
@@ -194,7 +227,7 @@ spec:
     )
     .with_sync(true);
     fake.send(&q).await;
-    let r = reply_to(&mut fake, q.id()).await;
+    let r = first(&mut fake, &mut seen, "query reply", |m| m.parent_id() == q.id()).await;
     assert_eq!(r.operation(), "response");
     assert_eq!(r.resource(), format!("{ns}/configmap/cfg"));
     assert!(!r.header.resource_version.is_empty());
