@@ -1,8 +1,11 @@
 //! cloudcore: the KubeEdge cloud daemon.
 //!
 //! Reads `cloudcore.yaml` (KubeEdge v1.2 format, see `ke-config`), starts CloudHub and serves
-//! Prometheus metrics. The cloud controllers (edgecontroller, devicecontroller, synccontroller) join
-//! here as they land; until then edge messages are counted and logged.
+//! Prometheus metrics. With `modules.edgecontroller.enable` and a Kubernetes API to talk to
+//! (`kubeAPIConfig.kubeConfig`, `master`, or in-cluster), CloudHub's events go straight to
+//! EdgeController (a channel, no cloud-side beehive). Without an API server (both empty, not in a
+//! cluster) cloudcore runs the hub alone and logs edge traffic. devicecontroller and
+//! synccontroller are not there yet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -16,7 +19,7 @@ use ke_config::cli::{ConfigFlags, Startup};
 use ke_config::cloudcore::CloudCoreConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// The KubeEdge cloud daemon.
 #[derive(Debug, Parser)]
@@ -83,7 +86,7 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     }
 
     let hub_cfg = &cfg.modules.cloudhub;
-    let (events_tx, mut events) = mpsc::channel(4096);
+    let (events_tx, events) = mpsc::channel(4096);
     let hub = if hub_cfg.enable {
         let tls = ke_pki::tls::server_config(
             hub_cfg.tls_ca_file.as_ref(),
@@ -123,17 +126,32 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
         None
     };
 
-    // Until the cloud controllers land, edge traffic is only logged.
-    let sink = tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            match ev {
-                HubEvent::Upstream(m) => debug!(msg = %m, "edge message (no controller consumes it yet)"),
-                HubEvent::Connected(n) => info!(node = %n, "node connected"),
-                HubEvent::Disconnected(n) => info!(node = %n, "node disconnected"),
-                HubEvent::Acked { node, message } => debug!(%node, msg = %message, "delivered"),
-            }
+    let ec = &cfg.modules.edgecontroller;
+    let client = if ec.enable && hub.is_some() {
+        edgecontroller::kubeclient::client(&cfg.kube_api_config)
+            .await
+            .context("edgecontroller: Kubernetes client from kubeAPIConfig")?
+    } else {
+        None
+    };
+    let sink = if let (Some(client), Some(hub)) = (client, hub.clone()) {
+        let opts = edgecontroller::Options::from_config(ec);
+        info!("edgecontroller started");
+        tokio::spawn(edgecontroller::EdgeController::run(
+            client,
+            hub,
+            events,
+            opts,
+            cancel.clone(),
+        ))
+    } else {
+        if ec.enable && hub.is_some() {
+            warn!(
+                "edgecontroller: no Kubernetes API (kubeAPIConfig.kubeConfig and master are empty and not in a cluster); edge messages are only logged"
+            );
         }
-    });
+        tokio::spawn(log_events(events))
+    };
 
     shutdown_signal().await;
     info!("shutting down");
@@ -143,6 +161,18 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     }
     sink.abort();
     Ok(())
+}
+
+/// Without controllers, edge traffic is only logged.
+async fn log_events(mut events: mpsc::Receiver<HubEvent>) {
+    while let Some(ev) = events.recv().await {
+        match ev {
+            HubEvent::Upstream(m) => debug!(msg = %m, "edge message (no controller consumes it)"),
+            HubEvent::Connected(n) => info!(node = %n, "node connected"),
+            HubEvent::Disconnected(n) => info!(node = %n, "node disconnected"),
+            HubEvent::Acked { node, message } => debug!(%node, msg = %message, "delivered"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

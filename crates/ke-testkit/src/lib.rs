@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod k8s;
+
 use ke_core::Message;
 use ke_transport::{EdgeHello, LinkLimits, LinkRx, LinkTx};
 

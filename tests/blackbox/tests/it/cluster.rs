@@ -64,6 +64,13 @@ impl Cluster {
     }
 
     pub(crate) fn cloud_config(&self, extra_cloudhub: &str) -> Cloud {
+        self.cloud_with(extra_cloudhub, None)
+    }
+
+    /// A cloudcore whose edgecontroller talks to the API server of `kubeconfig` (`None`: no
+    /// Kubernetes, cloudhub alone).
+    pub(crate) fn cloud_with(&self, extra_cloudhub: &str, kubeconfig: Option<&Path>) -> Cloud {
+        let kubeconfig = kubeconfig.map(|p| p.display().to_string()).unwrap_or_default();
         let (ws, quic, m) = (free_tcp_port(), free_udp_port(), free_tcp_port());
         let sock = self.path().join("cloudhub.sock");
         let cfg = format!(
@@ -71,7 +78,7 @@ impl Cluster {
 kind: CloudCore
 metricsAddress: 127.0.0.1:{m}
 kubeAPIConfig:
-  kubeConfig: \"\"
+  kubeConfig: \"{kubeconfig}\"
 modules:
   cloudhub:
     keepaliveInterval: 30

@@ -3,4 +3,5 @@
 
 mod cluster;
 mod config_cli;
+mod controller;
 mod link;

@@ -1,0 +1,127 @@
+//! The Kubernetes client from `kubeAPIConfig`.
+//!
+//! As in v1.2 (`clientcmd.BuildConfigFromFlags(master, kubeConfig)`): the kubeconfig's current
+//! context, with `master` (when set) overriding its server URL; with neither, the in-cluster
+//! service-account configuration.
+
+use ke_config::cloudcore::KubeApiConfig;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::{Error, Result};
+
+/// Where the client configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `kubeConfig` (and maybe `master`).
+    Kubeconfig,
+    /// `master` alone (no credentials).
+    Master,
+    /// In-cluster service account.
+    InCluster,
+}
+
+/// Builds the client configuration. `Ok(None)` when neither `kubeConfig` nor `master` is set and
+/// cloudcore does not run in a cluster: the caller runs without the controllers.
+pub async fn config(cfg: &KubeApiConfig) -> Result<Option<(kube::Config, Source)>> {
+    let master = parse_master(&cfg.master)?;
+    if !cfg.kube_config.is_empty() {
+        let kc = Kubeconfig::read_from(&cfg.kube_config).map_err(|source| Error::Kubeconfig {
+            path: cfg.kube_config.clone(),
+            source,
+        })?;
+        let mut c = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|source| Error::Kubeconfig {
+                path: cfg.kube_config.clone(),
+                source,
+            })?;
+        if let Some(m) = master {
+            c.cluster_url = m;
+        }
+        return Ok(Some((c, Source::Kubeconfig)));
+    }
+    if let Some(m) = master {
+        return Ok(Some((kube::Config::new(m), Source::Master)));
+    }
+    Ok(kube::Config::incluster().ok().map(|c| (c, Source::InCluster)))
+}
+
+/// A client for [`config`].
+pub async fn client(cfg: &KubeApiConfig) -> Result<Option<kube::Client>> {
+    match config(cfg).await? {
+        Some((c, _)) => kube::Client::try_from(c).map(Some).map_err(Error::Client),
+        None => Ok(None),
+    }
+}
+
+fn parse_master(master: &str) -> Result<Option<http::Uri>> {
+    if master.is_empty() {
+        return Ok(None);
+    }
+    let uri: http::Uri = master.parse().map_err(|e: http::uri::InvalidUri| Error::Master {
+        master: master.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if uri.scheme().is_none() || uri.host().is_none() {
+        return Err(Error::Master {
+            master: master.to_owned(),
+            reason: "expected scheme://host[:port]".into(),
+        });
+    }
+    Ok(Some(uri))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn master_alone_gives_its_url() {
+        let cfg = KubeApiConfig {
+            kube_config: String::new(),
+            master: "https://127.0.0.1:6443".into(),
+            ..Default::default()
+        };
+        let (c, src) = config(&cfg).await.unwrap().unwrap();
+        assert_eq!(src, Source::Master);
+        assert_eq!(c.cluster_url.to_string(), "https://127.0.0.1:6443/");
+    }
+
+    #[tokio::test]
+    async fn bad_master_and_missing_kubeconfig_are_errors_naming_the_field() {
+        let cfg = KubeApiConfig {
+            kube_config: String::new(),
+            master: "not a url".into(),
+            ..Default::default()
+        };
+        let e = config(&cfg).await.unwrap_err().to_string();
+        assert!(e.contains("kubeAPIConfig.master"), "{e}");
+        let cfg = KubeApiConfig {
+            kube_config: "/nonexistent/kubeconfig".into(),
+            ..Default::default()
+        };
+        let e = config(&cfg).await.unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/kubeconfig"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn master_overrides_the_kubeconfig_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kc");
+        std::fs::write(
+            &p,
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster: {server: 'https://10.0.0.1:6443'}\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nusers:\n- name: u\n  user: {token: t}\n",
+        )
+        .unwrap();
+        let mut cfg = KubeApiConfig {
+            kube_config: p.to_str().unwrap().into(),
+            ..Default::default()
+        };
+        let (c, _) = config(&cfg).await.unwrap().unwrap();
+        assert_eq!(c.cluster_url.host(), Some("10.0.0.1"));
+        cfg.master = "https://127.0.0.2:7443".into();
+        let (c, src) = config(&cfg).await.unwrap().unwrap();
+        assert_eq!(src, Source::Kubeconfig);
+        assert_eq!(c.cluster_url.host(), Some("127.0.0.2"));
+    }
+}
