@@ -4,3 +4,4 @@
 mod cluster;
 mod config_cli;
 mod link;
+mod twin;
