@@ -460,6 +460,9 @@ async fn twin_reproduces_the_v1_2_transcript_over_the_embedded_broker() {
     );
 }
 
+/// Name, declared type, NOT NULL, primary key.
+type Column = (&'static str, &'static str, bool, bool);
+
 /// `sqlite_master` and `PRAGMA table_info` equal `shared/ground-truth/edgecore-db-schema.sql`.
 fn check_schema(db: &ke_store::rusqlite::Connection) {
     let mut names: Vec<String> = db
@@ -474,7 +477,7 @@ fn check_schema(db: &ke_store::rusqlite::Connection) {
         names,
         ["device", "device_attr", "device_twin", "meta", "sqlite_sequence"]
     );
-    let expected: [(&str, &[(&str, &str, bool, bool)]); 3] = [
+    let expected: [(&str, &[Column]); 3] = [
         (
             "device",
             &[
