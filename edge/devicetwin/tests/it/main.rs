@@ -468,3 +468,36 @@ async fn cloud_sync_uses_version_vectors_and_state_survives_restart() {
     }
     e.stop().await;
 }
+
+#[tokio::test]
+async fn membership_detail_from_the_cloud_is_the_full_device_set() {
+    let mut e = Env::new().await;
+    e.cloud(op::UPDATE, "membership", sensor()).await;
+    for _ in 0..4 {
+        e.published().await;
+    }
+    // The answer to `membership/detail` lists another device only: it is added, the old one removed.
+    e.cloud(
+        op::RESPONSE,
+        "membership/detail",
+        json!({"event_id":"d","timestamp":1,"devices":[{"id":"led-1","name":"led-1","description":"LEDLight"}]}),
+    )
+    .await;
+    let (t, p) = e.published().await;
+    assert_eq!(t, "$hw/events/node/edge-node-1/membership/updated");
+    assert_eq!(p["added_devices"][0]["id"], "led-1");
+    let (t, p) = e.published().await;
+    assert_eq!(t, "$hw/events/node/edge-node-1/membership/updated");
+    assert_eq!(p["removed_devices"][0]["id"], "sensor-tag-01");
+    e.mqtt(
+        "$hw/events/node/edge-node-1/membership/get",
+        r#"{"event_id":"m","timestamp":1}"#,
+    )
+    .await;
+    let (_, p) = e.published().await;
+    assert_eq!(
+        norm(p),
+        json!({"event_id":"m","timestamp":0,"devices":[{"id":"led-1","name":"led-1","description":"LEDLight"}]})
+    );
+    e.stop().await;
+}
