@@ -2,13 +2,14 @@
 //!
 //! Reads `edgecore.yaml` (KubeEdge v1.2 format, see `ke-config`), builds the beehive bus and runs the
 //! enabled modules on it. Modules present so far: EdgeHub (`websocket`), MetaManager (`metaManager`, on the
-//! SQLite database at `database.dataSource`) and EventBus (`eventbus`, MQTT per `mqttMode`). The others (metaManager,
-//! edged, eventbus, twin, …) join the same `Core` as they land.
+//! SQLite database at `database.dataSource`), DeviceTwin (`twin`, on the same database handle) and EventBus
+//! (`eventbus`, MQTT per `mqttMode`). The others (edged, edgemesh, …) join the same `Core` as they land.
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Parser;
+use devicetwin::{DeviceTwin, DeviceTwinOptions};
 use edgehub::{EdgeHub, EdgeHubMetrics, EdgeHubOptions, LinkKind};
 use eventbus::{EventBus, EventBusOptions, MqttMode};
 use ke_beehive::{Beehive, Core};
@@ -142,6 +143,17 @@ async fn run(cfg: EdgeCoreConfig) -> anyhow::Result<()> {
                 context_send_group: mm.context_send_group.clone(),
                 pod_status_sync_interval: mm.pod_status_sync_interval(),
                 remote_query_timeout: cfg.modules.edgehub.heartbeat(),
+                ..Default::default()
+            },
+            store.clone(),
+        ))?;
+    }
+    if let (true, Some(store)) = (twin_on, &store) {
+        // Same handle as metaManager: the database keeps a single writer.
+        core.register(DeviceTwin::new(
+            DeviceTwinOptions {
+                enabled: true,
+                node_name: cfg.modules.edged.hostname_override.clone(),
                 ..Default::default()
             },
             store.clone(),

@@ -130,6 +130,18 @@ modules:
 
     /// Like [`edge`](Self::edge) with the given `eventbus:` section (indented under `modules:`).
     pub(crate) fn edge_with(&self, node: &str, cloud: &Cloud, quic: bool, eventbus: &str) -> Edge {
+        self.edge_full(node, cloud, quic, eventbus, false)
+    }
+
+    /// Like [`edge_with`](Self::edge_with), with the device twin on or off.
+    pub(crate) fn edge_full(
+        &self,
+        node: &str,
+        cloud: &Cloud,
+        quic: bool,
+        eventbus: &str,
+        twin: bool,
+    ) -> Edge {
         let m = free_tcp_port();
         let db = self.path().join(format!("{node}.db"));
         let cfg = format!(
@@ -155,7 +167,7 @@ modules:
       enable: {quic}
       server: {q}
 {eventbus}  devicetwin:
-    enable: false
+    enable: {twin}
   edgemesh:
     enable: false
 ",

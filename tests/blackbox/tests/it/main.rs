@@ -5,3 +5,4 @@ mod cluster;
 mod config_cli;
 mod controller;
 mod link;
+mod twin;
