@@ -1,0 +1,313 @@
+//! edgebench: edgecore's footprint and its device-twin throughput, measured on the real binaries.
+//!
+//! Starts a `cloudcore` and an `edgecore` (internal MQTT broker, DeviceTwin on, no edged) from the
+//! binaries next to this one, waits until the edge is connected and idle, and prints its RSS. Then it
+//! adds one device the way the cloud does (a `membership` message through cloudcore's unix socket) and
+//! sends twin updates over MQTT with a window of outstanding requests, counting the
+//! `…/twin/update/result` publications: each one means MQTT → DeviceTwin → SQLite commit → MQTT.
+//! Prints updates/s, per-update latency and edgecore's RSS afterwards, next to the targets.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ke_core::Message;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(about = "edgecore idle RSS and twin updates/s against real processes")]
+struct Args {
+    /// Twin updates to send.
+    #[arg(long, default_value_t = 5000)]
+    updates: usize,
+    /// Updates in flight at once.
+    #[arg(long, default_value_t = 32)]
+    window: usize,
+    /// Seconds to let edgecore settle before reading its idle RSS.
+    #[arg(long, default_value_t = 5)]
+    settle: u64,
+}
+
+const NODE: &str = "bench-edge";
+const DEVICE: &str = "bench-dev";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"))
+}
+
+fn port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn spawn(bin: &Path, config: &Path, log: &Path) -> anyhow::Result<Proc> {
+    let out = std::fs::File::create(log)?;
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(Proc(child))
+}
+
+async fn metric(addr: &str, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    out.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v[(((v.len() - 1) as f64) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = std::env::temp_dir().join(format!("edgebench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let res = run(&args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    res
+}
+
+async fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
+    let here = std::env::current_exe()?;
+    let bin = |n: &str| -> PathBuf { here.with_file_name(n) };
+    let ca = ke_pki::Ca::create("edgebench CA")?;
+    ca.write_new(&dir.join("ca"))?;
+    ca.issue_server("cloudcore", &["127.0.0.1".into()])?
+        .write(&dir.join("certs"), "server")?;
+    ca.issue_node(NODE)?.write(&dir.join("certs"), NODE)?;
+    let (ws, cm, em, mq) = (port()?, port()?, port()?, port()?);
+    let sock = dir.join("hub.sock");
+    let d = dir.display();
+    std::fs::write(
+        dir.join("cloudcore.yaml"),
+        format!(
+            "apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+metricsAddress: 127.0.0.1:{cm}
+kubeAPIConfig:
+  kubeConfig: \"\"
+modules:
+  cloudhub:
+    tlsCAFile: {d}/ca/rootCA.crt
+    tlsCertFile: {d}/certs/server.crt
+    tlsPrivateKeyFile: {d}/certs/server.key
+    queueStore: {d}/queue.db
+    unixsocket:
+      address: unix://{sock}
+    websocket:
+      address: 127.0.0.1
+      port: {ws}
+  edgecontroller:
+    enable: false
+  devicecontroller:
+    enable: false
+  synccontroller:
+    enable: false
+",
+            sock = sock.display()
+        ),
+    )?;
+    std::fs::write(
+        dir.join("edgecore.yaml"),
+        format!(
+            "apiVersion: edgecore.config.kubeedge.io/v1alpha1
+kind: EdgeCore
+metricsAddress: 127.0.0.1:{em}
+database:
+  dataSource: {d}/edge.db
+modules:
+  edged:
+    enable: false
+    hostnameOverride: {NODE}
+    nodeIP: 127.0.0.1
+  edgehub:
+    tlsCaFile: {d}/ca/rootCA.crt
+    tlsCertFile: {d}/certs/{NODE}.crt
+    tlsPrivateKeyFile: {d}/certs/{NODE}.key
+    websocket:
+      server: 127.0.0.1:{ws}
+  eventbus:
+    mqttMode: 0
+    mqttServerInternal: tcp://127.0.0.1:{mq}
+  edgemesh:
+    enable: false
+"
+        ),
+    )?;
+    let _cloud = spawn(
+        &bin("cloudcore"),
+        &dir.join("cloudcore.yaml"),
+        &dir.join("cloudcore.log"),
+    )?;
+    let edge = spawn(
+        &bin("edgecore"),
+        &dir.join("edgecore.yaml"),
+        &dir.join("edgecore.log"),
+    )?;
+    let pid = edge.0.id();
+    let cloud_metrics = format!("127.0.0.1:{cm}");
+    let t0 = Instant::now();
+    while metric(&cloud_metrics, "cloudhub_connected_nodes").await != Some(1.0) {
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("the edge did not connect; logs in {d}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let (idle, idle_anon) = rss(pid);
+    println!(
+        "edgecore idle RSS {:.1} MB (RssAnon {:.1} MB) with edgehub, metaManager, eventbus (internal broker) and twin   (target <= 12 MB; KubeEdge v1.2.1: 51 MB)",
+        idle as f64 / 1024.0,
+        idle_anon as f64 / 1024.0
+    );
+
+    // One device, added the way the cloud adds it.
+    let membership = Message::new(
+        "devicecontroller",
+        "twin",
+        "update",
+        format!("node/{NODE}/membership"),
+        json!({"event_id": "", "timestamp": 0, "added_devices": [{"id": DEVICE, "name": DEVICE, "state": "unknown",
+            "twin": {"value": {"expected": {"value": "0", "metadata": {"timestamp": 0}}, "optional": true,
+            "metadata": {"type": "string"}, "expected_version": {"cloud": 1, "edge": 1}}}}], "removed_devices": null}),
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_millis(500),
+        ke_transport::unix::request(&sock, &membership, 1 << 20),
+    )
+    .await;
+
+    let mut o = MqttOptions::new("edgebench", "127.0.0.1", mq);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_inflight(u16::try_from(args.window.max(1)).unwrap_or(u16::MAX));
+    let (client, mut ev) = AsyncClient::new(o, args.window * 2 + 16);
+    let (tx, mut results) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
+    let poller = tokio::spawn(async move {
+        while let Ok(e) = ev.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = e {
+                let id = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                    .ok()
+                    .and_then(|v| v.get("event_id")?.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                if tx.send((Instant::now(), id)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let topic = format!("$hw/events/device/{DEVICE}/twin/update");
+    client
+        .subscribe(format!("{topic}/result"), QoS::AtMostOnce)
+        .await?;
+    let body = |i: usize| {
+        json!({"event_id": format!("u-{i}"), "timestamp": 0,
+               "twin": {"value": {"actual": {"value": i.to_string()}, "metadata": {"type": "Updated"}}}})
+        .to_string()
+    };
+    // Wait for the device to exist: the first update gets a result.
+    let t_wait = Instant::now();
+    loop {
+        client.publish(&topic, QoS::AtLeastOnce, false, body(0)).await?;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), results.recv()).await {
+            break;
+        }
+        if t_wait.elapsed() > Duration::from_secs(20) {
+            bail!("the twin never answered; logs in {d}");
+        }
+    }
+    while tokio::time::timeout(Duration::from_millis(300), results.recv())
+        .await
+        .is_ok()
+    {}
+
+    let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(args.updates);
+    let mut lat = Vec::with_capacity(args.updates);
+    let start = Instant::now();
+    let mut next = 1;
+    while lat.len() < args.updates {
+        while next <= args.updates && sent_at.len() < args.window {
+            sent_at.insert(format!("u-{next}"), Instant::now());
+            client
+                .publish(&topic, QoS::AtLeastOnce, false, body(next))
+                .await?;
+            next += 1;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), results.recv()).await {
+            Ok(Some((at, id))) => {
+                if let Some(t) = sent_at.remove(&id) {
+                    lat.push(at - t);
+                }
+            }
+            _ => bail!(
+                "results stopped after {} of {} updates; logs in {d}",
+                lat.len(),
+                args.updates
+            ),
+        }
+    }
+    let elapsed = start.elapsed();
+    lat.sort();
+    let (after, after_anon) = rss(pid);
+    println!(
+        "twin updates through MQTT -> SQLite -> result: {} in {:.2?} = {:.0} updates/s (window {}); latency p50 {:.2?} p99 {:.2?} max {:.2?}",
+        lat.len(),
+        elapsed,
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        args.window,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat.last().copied().unwrap_or_default()
+    );
+    println!(
+        "edgecore RSS after the burst {:.1} MB (RssAnon {:.1} MB)",
+        after as f64 / 1024.0,
+        after_anon as f64 / 1024.0
+    );
+    poller.abort();
+    Ok(())
+}
