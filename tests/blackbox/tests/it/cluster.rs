@@ -142,6 +142,19 @@ modules:
         eventbus: &str,
         twin: bool,
     ) -> Edge {
+        self.edge_at(node, &cloud.ws, &cloud.quic, quic, eventbus, twin)
+    }
+
+    /// An edgecore dialling the given cloudhub addresses (a real cloudcore or a test-side hub).
+    pub(crate) fn edge_at(
+        &self,
+        node: &str,
+        ws: &str,
+        quic_server: &str,
+        quic: bool,
+        eventbus: &str,
+        twin: bool,
+    ) -> Edge {
         let m = free_tcp_port();
         let db = self.path().join(format!("{node}.db"));
         let cfg = format!(
@@ -176,8 +189,7 @@ modules:
             crt = self.pki.cert(node).display(),
             key = self.pki.key(node).display(),
             ws_on = !quic,
-            ws = cloud.ws,
-            q = cloud.quic,
+            q = quic_server,
         );
         let config = self.path().join(format!("edgecore-{node}.yaml"));
         std::fs::write(&config, cfg).unwrap();

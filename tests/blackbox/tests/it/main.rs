@@ -5,4 +5,5 @@ mod cluster;
 mod config_cli;
 mod controller;
 mod link;
+mod offline;
 mod twin;
