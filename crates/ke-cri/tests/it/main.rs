@@ -17,12 +17,14 @@ fn client() -> CriClient {
 struct Cleanup {
     sandboxes: Vec<(String, String)>,
     containers: Vec<String>,
+    logs: Vec<String>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let sandboxes = std::mem::take(&mut self.sandboxes);
         let containers = std::mem::take(&mut self.containers);
+        let logs = std::mem::take(&mut self.logs);
         // Drop is synchronous: run the CRI calls on a runtime of their own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -39,6 +41,9 @@ impl Drop for Cleanup {
                     let _ = c.stop_pod_sandbox(id).await;
                     let _ = c.remove_pod_sandbox(id).await;
                     ke_cri::remove_pod_cgroup(cgroup);
+                }
+                for dir in &logs {
+                    let _ = std::fs::remove_dir_all(dir);
                 }
             });
         })
@@ -125,6 +130,7 @@ async fn pod_with_httpd_runs_execs_and_goes_away() {
     let mut cleanup = Cleanup {
         sandboxes: vec![],
         containers: vec![],
+        logs: vec![format!("/var/log/pods/ke-cri-test_httpd_{uid}")],
     };
     let sb_cfg = sandbox_config("httpd", &uid, 0);
     let sb = c.run_pod_sandbox(sb_cfg.clone()).await.unwrap();
