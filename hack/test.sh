@@ -22,6 +22,7 @@ command -v mosquitto >/dev/null || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v openssl >/dev/null || need+=(openssl)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v protoc >/dev/null || need+=(protobuf-compiler)   # k8s-cri generates the CRI bindings
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -32,6 +33,16 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "missing packages (${need[*]}): run as root or install them" >&2
     exit 1
   fi
+fi
+
+phase "container runtime (containerd + CNI for edged's tests)"
+if [ "$(id -u)" = 0 ]; then
+  # Idempotent: on a machine already set up it changes nothing and takes a second or two.
+  "$ROOT/hack/setup-containerd.sh" > "$STATE/setup-containerd.log" 2>&1 \
+    || { tail -30 "$STATE/setup-containerd.log" >&2; echo "hack/setup-containerd.sh failed (log: $STATE/setup-containerd.log)" >&2; exit 1; }
+  tail -3 "$STATE/setup-containerd.log"
+else
+  echo "not root: skipping hack/setup-containerd.sh; CRI tests need containerd on /run/containerd/containerd.sock" >&2
 fi
 
 phase "format"

@@ -2,19 +2,22 @@
 //!
 //! Reads `edgecore.yaml` (KubeEdge v1.2 format, see `ke-config`), builds the beehive bus and runs the
 //! enabled modules on it. Modules present so far: EdgeHub (`websocket`), MetaManager (`metaManager`, on the
-//! SQLite database at `database.dataSource`), DeviceTwin (`twin`, on the same database handle) and EventBus
-//! (`eventbus`, MQTT per `mqttMode`). The others (edged, edgemesh, …) join the same `Core` as they land.
+//! SQLite database at `database.dataSource`), DeviceTwin (`twin`, on the same database handle), Edged
+//! (`edged`, pods on the CRI runtime at `modules.edged.remoteRuntimeEndpoint`; needs `runtimeType: remote`)
+//! and EventBus (`eventbus`, MQTT per `mqttMode`). The others (edgemesh, servicebus) join the same `Core` as
+//! they land.
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Parser;
 use devicetwin::{DeviceTwin, DeviceTwinOptions};
+use edged::{Edged, EdgedOptions};
 use edgehub::{EdgeHub, EdgeHubMetrics, EdgeHubOptions, LinkKind};
 use eventbus::{EventBus, EventBusOptions, MqttMode};
 use ke_beehive::{Beehive, Core};
 use ke_config::cli::{ConfigFlags, Startup};
-use ke_config::edgecore::EdgeCoreConfig;
+use ke_config::edgecore::{CgroupDriver, EdgeCoreConfig};
 use ke_store::{Store, StoreOptions};
 use metamanager::{MetaManager, MetaManagerOptions};
 use tracing::info;
@@ -98,6 +101,34 @@ fn edgehub_options(cfg: &EdgeCoreConfig) -> anyhow::Result<EdgeHubOptions> {
     })
 }
 
+/// `modules.edged` as edged options; refuses what this edged cannot run (dockershim).
+fn edged_options(cfg: &EdgeCoreConfig) -> anyhow::Result<EdgedOptions> {
+    let e = &cfg.modules.edged;
+    if e.runtime_type != "remote" {
+        anyhow::bail!(
+            "modules.edged.runtimeType is {:?}: only a remote CRI runtime is supported (no dockershim). \
+             Set modules.edged.runtimeType: remote and modules.edged.remoteRuntimeEndpoint: \
+             unix:///run/containerd/containerd.sock (hack/setup-containerd.sh sets containerd up), \
+             or modules.edged.enable: false",
+            e.runtime_type
+        );
+    }
+    Ok(EdgedOptions {
+        enabled: true,
+        node_name: e.hostname_override.clone(),
+        node_ip: e.node_ip.clone(),
+        runtime_endpoint: e.remote_runtime_endpoint.clone(),
+        runtime_request_timeout: e.runtime_request_timeout(),
+        pod_sandbox_image: e.pod_sandbox_image.clone(),
+        register_node_namespace: e.register_node_namespace.clone(),
+        cgroup_root: match e.cgroup_driver {
+            CgroupDriver::Cgroupfs => Some("/kubepods".to_owned()),
+            CgroupDriver::Systemd => None,
+        },
+        ..Default::default()
+    })
+}
+
 async fn run(cfg: EdgeCoreConfig) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let hub_metrics = EdgeHubMetrics::default();
@@ -158,6 +189,12 @@ async fn run(cfg: EdgeCoreConfig) -> anyhow::Result<()> {
             },
             store.clone(),
         ))?;
+    }
+    if cfg.modules.edged.enable {
+        core.register(
+            Edged::new(edged_options(&cfg)?)
+                .context("starting edged (modules.edged.remoteRuntimeEndpoint)")?,
+        )?;
     }
     let eb = &cfg.modules.eventbus;
     if eb.enable {

@@ -39,6 +39,27 @@ fn defaultconfig_reparses_and_runs_as_config() {
 }
 
 #[test]
+fn edgecore_refuses_dockershim_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("edgecore.yaml");
+    let db = dir.path().join("edgecore.db");
+    std::fs::write(
+        &p,
+        format!(
+            "apiVersion: edgecore.config.kubeedge.io/v1alpha1\nkind: EdgeCore\nmetricsAddress: \"\"\n\
+             database:\n  dataSource: {}\nmodules:\n  edgehub:\n    enable: false\n  eventbus:\n    enable: false\n\
+             \x20 edged:\n    hostnameOverride: e1\n    nodeIP: 127.0.0.1\n    runtimeType: docker\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = run("edgecore", &["--config", p.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("modules.edged.runtimeType"), "{err}");
+    assert!(err.contains("runtimeType: remote"), "{err}");
+}
+
+#[test]
 fn bad_config_names_file_field_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("cloudcore.yaml");

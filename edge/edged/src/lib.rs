@@ -1,0 +1,51 @@
+//! edged: the node agent that runs this node's pods on a CRI runtime (containerd).
+//!
+//! Owns the pods' sandboxes and containers (found again by their labels, so an edgecore restart
+//! adopts the running containers instead of duplicating them). Start at [`Edged`] (the module),
+//! then `worker.rs` (the per-pod state machine `step` and its interpreter) and `pod.rs` (pure
+//! Pod → CRI translation and the status rules).
+//!
+//! Beehive: module `edged`, group `edged`.
+//!
+//! | consumes (from metaManager) | action |
+//! |---|---|
+//! | `insert`/`update` `<ns>/pod/<name>` (Pod JSON) | start or update the pod's worker; a `deletionTimestamp` kills the pod and reports `Succeeded` |
+//! | `delete` `<ns>/pod/<name>` | kill the pod, forget it |
+//! | `response` `<ns>/pod` (array of Pods) | add pods not known yet |
+//!
+//! | emits (to metaManager, group `meta`, source `edged`) | when |
+//! |---|---|
+//! | `query` `<registerNodeNamespace>/pod` (sync) | once at start: the stored pods are the pods to run |
+//! | `update` `<ns>/podstatus/<name>` `{UID, Name, Status}` (sync) | whenever a pod's computed status changes |
+//!
+//! Each pod has one worker: `step(state, event) -> (state, effects)` is pure; the task around it
+//! runs the effects (CRI calls, status reports) and feeds their results back as events. It relists
+//! the pod every [`EdgedOptions::relist_period`]; containers restart per `restartPolicy` with
+//! exponential back-off ([`EdgedOptions::backoff_base`] doubling to [`EdgedOptions::backoff_max`]).
+//! At start edged removes sandboxes labelled with its node name whose pod metaManager no longer
+//! holds.
+//!
+//! Supported so far: sandbox + containers with command, args, env values, working dir, ports
+//! with `hostPort`, `hostNetwork`/`hostPID`/`hostIPC`, restart policies, spec-change restarts.
+//! Not yet: volumes, probes, `env.valueFrom`, image pull secrets, resource limits, node
+//! registration/status, image and container GC beyond superseded dead containers.
+//!
+//! Differences from v1.2:
+//! * CRI v1 to a remote runtime only; `runtimeType: docker` (dockershim) is refused by edgecore.
+//! * Pod statuses are sent when they change, not on a 10 s timer.
+//! * Pod cgroups and log directories are removed with the pod.
+#![warn(missing_docs)]
+
+mod error;
+mod module;
+mod options;
+mod pod;
+mod worker;
+
+pub use error::{Error, Result};
+pub use module::Edged;
+pub use options::EdgedOptions;
+pub use pod::{
+    LABEL_CONTAINER_HASH, LABEL_CONTAINER_NAME, LABEL_NODE, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+};

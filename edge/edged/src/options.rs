@@ -1,0 +1,59 @@
+//! [`EdgedOptions`]: what edgecore's `modules.edged` section turns into.
+
+use std::time::Duration;
+
+/// Settings of the edged module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgedOptions {
+    /// `enable`.
+    pub enabled: bool,
+    /// `hostnameOverride`: the node name; sandboxes are labelled with it.
+    pub node_name: String,
+    /// `nodeIP`: reported as `hostIP` (and `podIP` of host-network pods).
+    pub node_ip: String,
+    /// `remoteRuntimeEndpoint`.
+    pub runtime_endpoint: String,
+    /// `runtimeRequestTimeout` (a duration here; the YAML field is in minutes).
+    pub runtime_request_timeout: Duration,
+    /// `podSandboxImage`: checked at start. containerd runs the sandbox image of its own
+    /// configuration (`sandbox_image`), so keep the two equal.
+    pub pod_sandbox_image: String,
+    /// `registerNodeNamespace`: namespace of the initial pod-list query.
+    pub register_node_namespace: String,
+    /// Pod cgroup root with the cgroupfs driver (`/kubepods`); `None` leaves `cgroup_parent`
+    /// empty (the runtime's default).
+    pub cgroup_root: Option<String>,
+    /// Directory of pod log directories.
+    pub pod_log_root: String,
+    /// How often each pod worker relists its containers (kubelet PLEG: 1 s).
+    pub relist_period: Duration,
+    /// First restart back-off (kubelet: 10 s).
+    pub backoff_base: Duration,
+    /// Longest restart back-off (kubelet: 300 s).
+    pub backoff_max: Duration,
+    /// How long a pod status waits for metaManager's answer.
+    pub report_timeout: Duration,
+    /// How long the start waits for metaManager to answer the pod-list query.
+    pub initial_list_timeout: Duration,
+}
+
+impl Default for EdgedOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            node_name: String::new(),
+            node_ip: String::new(),
+            runtime_endpoint: ke_cri::CONTAINERD_ENDPOINT.to_owned(),
+            runtime_request_timeout: ke_cri::DEFAULT_REQUEST_TIMEOUT,
+            pod_sandbox_image: String::new(),
+            register_node_namespace: "default".to_owned(),
+            cgroup_root: Some("/kubepods".to_owned()),
+            pod_log_root: "/var/log/pods".to_owned(),
+            relist_period: Duration::from_secs(2),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            report_timeout: Duration::from_secs(20),
+            initial_list_timeout: Duration::from_secs(30),
+        }
+    }
+}
