@@ -24,11 +24,14 @@ struct TestCloud {
 
 impl TestCloud {
     async fn start(c: &Cluster, port: u16) -> Self {
-        let tls = ke_pki::tls::server_config(&c.pki.ca(), &c.pki.cert("server"), &c.pki.key("server")).unwrap();
+        let tls =
+            ke_pki::tls::server_config(&c.pki.ca(), &c.pki.cert("server"), &c.pki.key("server")).unwrap();
         let mut opts = CloudHubOptions::new(tls);
         opts.websocket = Some(format!("127.0.0.1:{port}").parse().unwrap());
         let (tx, events) = mpsc::channel(1024);
-        let (hub, _) = CloudHub::start(opts, tx, HubMetrics::default(), CancellationToken::new()).await.unwrap();
+        let (hub, _) = CloudHub::start(opts, tx, HubMetrics::default(), CancellationToken::new())
+            .await
+            .unwrap();
         Self { hub, events }
     }
 
@@ -45,7 +48,9 @@ impl TestCloud {
             }
             panic!("hub stopped");
         };
-        tokio::time::timeout(Duration::from_secs(30), wait).await.expect("upstream message")
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("upstream message")
     }
 
     async fn connected(&mut self) {
@@ -56,7 +61,9 @@ impl TestCloud {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(30), wait).await.expect("edge connected");
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("edge connected");
     }
 }
 
@@ -76,7 +83,13 @@ async fn device_client(port: u16) -> (AsyncClient, mpsc::UnboundedReceiver<Strin
             }
         }
     });
-    client.subscribe(format!("$hw/events/device/{DEV}/twin/update/result"), QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe(
+            format!("$hw/events/device/{DEV}/twin/update/result"),
+            QoS::AtLeastOnce,
+        )
+        .await
+        .unwrap();
     (client, rx)
 }
 
@@ -91,35 +104,79 @@ async fn twin_updates_made_offline_reach_the_cloud_after_reconnect() {
     let c = Cluster::new(&[NODE]);
     let (hub_port, mqtt_port) = (ke_testkit::free_tcp_port(), ke_testkit::free_tcp_port());
     let mut cloud = TestCloud::start(&c, hub_port).await;
-    let eventbus = format!("  eventbus:\n    mqttMode: 0\n    mqttServerInternal: tcp://127.0.0.1:{mqtt_port}\n");
-    let edge = c.edge_at(NODE, &format!("127.0.0.1:{hub_port}"), "127.0.0.1:1", false, &eventbus, true);
+    let eventbus =
+        format!("  eventbus:\n    mqttMode: 0\n    mqttServerInternal: tcp://127.0.0.1:{mqtt_port}\n");
+    let edge = c.edge_at(
+        NODE,
+        &format!("127.0.0.1:{hub_port}"),
+        "127.0.0.1:1",
+        false,
+        &eventbus,
+        true,
+    );
     cloud.connected().await;
     // The cloud adds a device (membership, as devicecontroller sends it).
     let add = json!({"event_id": "", "timestamp": 0, "added_devices": [{"id": DEV, "name": DEV, "state": "unknown",
         "twin": {"temperature": {"optional": true, "metadata": {"type": "string"}}}}], "removed_devices": null});
-    cloud.hub.send(Message::new("devicecontroller", "twin", "update", format!("node/{NODE}/membership"), add)).unwrap();
+    cloud
+        .hub
+        .send(Message::new(
+            "devicecontroller",
+            "twin",
+            "update",
+            format!("node/{NODE}/membership"),
+            add,
+        ))
+        .unwrap();
     let (dev, mut results) = ke_testkit::eventually(Duration::from_secs(20), "MQTT connect", || async {
-        tokio::time::timeout(Duration::from_secs(3), device_client(mqtt_port)).await.ok()
+        tokio::time::timeout(Duration::from_secs(3), device_client(mqtt_port))
+            .await
+            .ok()
     })
     .await;
     // Online: an actual value reaches the cloud as twin/edge_updated.
     let resource = format!("node/{NODE}/device/{DEV}/twin/edge_updated");
     let start = std::time::Instant::now();
     loop {
-        dev.publish(format!("$hw/events/device/{DEV}/twin/update"), QoS::AtLeastOnce, false, update("20")).await.unwrap();
+        dev.publish(
+            format!("$hw/events/device/{DEV}/twin/update"),
+            QoS::AtLeastOnce,
+            false,
+            update("20"),
+        )
+        .await
+        .unwrap();
         if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), results.recv()).await {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "the device never appeared at the edge");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the device never appeared at the edge"
+        );
     }
-    cloud.upstream(&resource, |m| m.content.to_string().contains("\"20\"")).await;
+    cloud
+        .upstream(&resource, |m| m.content.to_string().contains("\"20\""))
+        .await;
 
     // The cloud goes away.
     cloud.hub.shutdown().await;
     drop(cloud);
-    wait_metric(&edge.metrics, "edgehub_connected", |v| v == 0.0, "edge sees the cloud gone").await;
+    wait_metric(
+        &edge.metrics,
+        "edgehub_connected",
+        |v| v == 0.0,
+        "edge sees the cloud gone",
+    )
+    .await;
     // Offline, the edge still answers the device and keeps the change.
-    dev.publish(format!("$hw/events/device/{DEV}/twin/update"), QoS::AtLeastOnce, false, update("42")).await.unwrap();
+    dev.publish(
+        format!("$hw/events/device/{DEV}/twin/update"),
+        QoS::AtLeastOnce,
+        false,
+        update("42"),
+    )
+    .await
+    .unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let p = results.recv().await.unwrap();
@@ -135,7 +192,9 @@ async fn twin_updates_made_offline_reach_the_cloud_after_reconnect() {
     // The cloud comes back on the same address: the offline change arrives.
     let mut cloud = TestCloud::start(&c, hub_port).await;
     cloud.connected().await;
-    let m = cloud.upstream(&resource, |m| m.content.to_string().contains("\"42\"")).await;
+    let m = cloud
+        .upstream(&resource, |m| m.content.to_string().contains("\"42\""))
+        .await;
     assert!(m.content.is_object(), "edge_updated carries an object: {m:?}");
     assert_eq!(m.route.source, "twin");
 }
