@@ -155,6 +155,23 @@ modules:
         eventbus: &str,
         twin: bool,
     ) -> Edge {
+        let edged =
+            format!("  edged:\n    enable: false\n    hostnameOverride: {node}\n    nodeIP: 127.0.0.1\n");
+        self.edge_custom(node, ws, quic_server, quic, eventbus, twin, &edged)
+    }
+
+    /// The general form: `edged` is the whole `edged:` section (indented under `modules:`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn edge_custom(
+        &self,
+        node: &str,
+        ws: &str,
+        quic_server: &str,
+        quic: bool,
+        eventbus: &str,
+        twin: bool,
+        edged: &str,
+    ) -> Edge {
         let m = free_tcp_port();
         let db = self.path().join(format!("{node}.db"));
         let cfg = format!(
@@ -164,11 +181,7 @@ metricsAddress: 127.0.0.1:{m}
 database:
   dataSource: {db}
 modules:
-  edged:
-    enable: false
-    hostnameOverride: {node}
-    nodeIP: 127.0.0.1
-  edgehub:
+{edged}  edgehub:
     heartbeat: 2
     tlsCaFile: {ca}
     tlsCertFile: {crt}

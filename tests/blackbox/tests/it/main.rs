@@ -1,6 +1,7 @@
 //! Black-box tests of the real binaries. One test binary (modules below) to keep link time down.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod autonomy;
 mod cluster;
 mod config_cli;
 mod controller;
