@@ -9,7 +9,8 @@
 //! * [`scheduler`]: rounds of actions with occurrence limits, `scheduler/result`.
 //! * [`watcher`]: which twin attributes need converging (pure); [`controller`] runs it all.
 //! * [`gatt`]: BLE behind the [`gatt::Central`]/[`gatt::Gatt`] traits, with a simulated
-//!   peripheral. This build has no radio backend (the test machines have no radio).
+//!   peripheral (the test machines have no radio). The real backend, `ble` (btleplug over
+//!   BlueZ/D-Bus), is behind the cargo feature `ble`, off by default.
 //!
 //! Not a beehive module. MQTT: subscribes `$ke/device/bluetooth-mapper/<id>/{watcher/create,
 //! scheduler/create, scheduler/delete, action-manager/create, action-manager/delete}` and
@@ -25,6 +26,8 @@
 #![warn(missing_docs)]
 
 pub mod action;
+#[cfg(feature = "ble")]
+pub mod ble;
 pub mod config;
 pub mod controller;
 pub mod converter;

@@ -27,7 +27,7 @@ struct Args {
     watch_interval_ms: u64,
     /// Use a simulated GATT peripheral described by this JSON file
     /// (`{"localName":"CC2650 SensorTag","characteristics":{"<uuid>":[bytes]}}`).
-    /// Required: this build has no BLE radio backend.
+    /// Without it the radio is used, which needs a build with the `ble` feature.
     #[arg(long)]
     simulate: Option<PathBuf>,
     /// With --simulate: mirror the peripheral's state (values and every write) to this JSON file.
@@ -44,13 +44,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = Config::load(&args.config)?;
-    let Some(sim) = &args.simulate else {
-        anyhow::bail!(
-            "this build has no BLE radio backend; run with --simulate <peripheral.json> (see mappers/bluetooth/README.md)"
-        );
-    };
-    let peripheral = SimPeripheral::load(sim, args.simulate_state.clone())
-        .with_context(|| format!("loading {}", sim.display()))?;
     let cancel = CancellationToken::new();
     let profile = watch::watch_profile(&args.profile, cancel.clone())?;
     tracing::info!(config = %args.config.display(), profile = %args.profile.display(), mqtt = %config.mqtt.url(), "mapper-bluetooth starting");
@@ -58,19 +51,53 @@ async fn main() -> anyhow::Result<()> {
         watch_interval: Duration::from_millis(args.watch_interval_ms.max(10)),
         ..ControllerOptions::default()
     };
-    let run = tokio::spawn(controller::run(
-        SimCentral { peripheral },
-        config,
-        profile,
-        options,
-        cancel.clone(),
-    ));
+    let run = match &args.simulate {
+        Some(sim) => {
+            let peripheral = SimPeripheral::load(sim, args.simulate_state.clone())
+                .with_context(|| format!("loading {}", sim.display()))?;
+            tokio::spawn(controller::run(
+                SimCentral { peripheral },
+                config,
+                profile,
+                options,
+                cancel.clone(),
+            ))
+        }
+        None => radio(config, profile, options, cancel.clone()).await?,
+    };
     tokio::select! {
         () = shutdown_signal() => tracing::info!("shutting down"),
         r = run => return r.context("controller task")?.map_err(Into::into),
     }
     cancel.cancel();
     Ok(())
+}
+
+type Running = tokio::task::JoinHandle<bluetooth_mapper::Result<()>>;
+
+#[cfg(feature = "ble")]
+async fn radio(
+    config: Config,
+    profile: tokio::sync::watch::Receiver<std::sync::Arc<mapper_sdk::DeviceProfile>>,
+    options: ControllerOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<Running> {
+    let central = bluetooth_mapper::ble::BluezCentral::new(Duration::from_secs(30)).await?;
+    Ok(tokio::spawn(controller::run(
+        central, config, profile, options, cancel,
+    )))
+}
+
+#[cfg(not(feature = "ble"))]
+async fn radio(
+    _config: Config,
+    _profile: tokio::sync::watch::Receiver<std::sync::Arc<mapper_sdk::DeviceProfile>>,
+    _options: ControllerOptions,
+    _cancel: CancellationToken,
+) -> anyhow::Result<Running> {
+    anyhow::bail!(
+        "this build has no BLE radio backend (cargo feature `ble` is off); run with --simulate <peripheral.json> or rebuild with --features ble"
+    )
 }
 
 async fn shutdown_signal() {

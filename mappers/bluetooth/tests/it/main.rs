@@ -309,9 +309,18 @@ fn help_and_no_radio_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.yaml"), "device-model-name: x\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mapper-bluetooth"))
-        .args(["--config", dir.path().join("c.yaml").to_str().unwrap()])
+        .args([
+            "--config",
+            dir.path().join("c.yaml").to_str().unwrap(),
+            "--profile",
+            dir.path().join("p.json").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no BLE radio backend"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no BLE radio backend"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
