@@ -23,6 +23,9 @@ command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v openssl >/dev/null || need+=(openssl)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v protoc >/dev/null || need+=(protobuf-compiler)   # k8s-cri generates the CRI bindings
+command -v socat >/dev/null || need+=(socat)                  # pty pairs for the Modbus RTU test
+command -v python3 >/dev/null || need+=(python3)              # pymodbus: the Modbus server the mapper tests talk to
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -43,6 +46,17 @@ if [ "$(id -u)" = 0 ]; then
   tail -3 "$STATE/setup-containerd.log"
 else
   echo "not root: skipping hack/setup-containerd.sh; CRI tests need containerd on /run/containerd/containerd.sock" >&2
+fi
+
+# pymodbus (pinned) in a venv under $STATE: Debian's python refuses system-wide pip installs.
+PYMODBUS_VERSION=3.8.6
+PYSERIAL_VERSION=3.5
+export KE_PYTHON=$STATE/pyvenv/bin/python3
+if ! "$KE_PYTHON" -c "import pymodbus, serial, sys; sys.exit(pymodbus.__version__ != '$PYMODBUS_VERSION')" 2>/dev/null; then
+  rm -rf "$STATE/pyvenv"
+  python3 -m venv "$STATE/pyvenv"
+  "$STATE/pyvenv/bin/pip" install -q --disable-pip-version-check \
+    "pymodbus==$PYMODBUS_VERSION" "pyserial==$PYSERIAL_VERSION"
 fi
 
 phase "format"
