@@ -1,11 +1,12 @@
 //! cloudcore: the KubeEdge cloud daemon.
 //!
 //! Reads `cloudcore.yaml` (KubeEdge v1.2 format, see `ke-config`), starts CloudHub and serves
-//! Prometheus metrics. With `modules.edgecontroller.enable` and a Kubernetes API to talk to
-//! (`kubeAPIConfig.kubeConfig`, `master`, or in-cluster), CloudHub's events go straight to
-//! EdgeController (a channel, no cloud-side beehive). Without an API server (both empty, not in a
-//! cluster) cloudcore runs the hub alone and logs edge traffic. devicecontroller and
-//! synccontroller are not there yet.
+//! Prometheus metrics. With a Kubernetes API to talk to (`kubeAPIConfig.kubeConfig`, `master`, or
+//! in-cluster), CloudHub's events go through a small router (no cloud-side beehive): edge messages
+//! whose source is `twin` to DeviceController (`modules.devicecontroller.enable`), everything
+//! else to EdgeController (`modules.edgecontroller.enable`) — v1.2's rule, spec message.md §8.
+//! Without an API server (both empty, not in a cluster) cloudcore runs the hub alone and logs
+//! edge traffic. synccontroller is not there yet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -127,31 +128,53 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     };
 
     let ec = &cfg.modules.edgecontroller;
-    let client = if ec.enable && hub.is_some() {
+    let dc = &cfg.modules.devicecontroller;
+    let client = if (ec.enable || dc.enable) && hub.is_some() {
         edgecontroller::kubeclient::client(&cfg.kube_api_config)
             .await
-            .context("edgecontroller: Kubernetes client from kubeAPIConfig")?
+            .context("controllers: Kubernetes client from kubeAPIConfig")?
     } else {
         None
     };
-    let sink = if let (Some(client), Some(hub)) = (client, hub.clone()) {
-        let opts = edgecontroller::Options::from_config(ec);
-        info!("edgecontroller started");
-        tokio::spawn(edgecontroller::EdgeController::run(
-            client,
-            hub,
-            events,
-            opts,
-            cancel.clone(),
-        ))
-    } else {
-        if ec.enable && hub.is_some() {
-            warn!(
-                "edgecontroller: no Kubernetes API (kubeAPIConfig.kubeConfig and master are empty and not in a cluster); edge messages are only logged"
-            );
+    let mut tasks = Vec::new();
+    match (client, hub.clone()) {
+        (Some(client), Some(hub)) => {
+            let (ec_tx, ec_rx) = mpsc::channel(4096);
+            let (dc_tx, dc_rx) = mpsc::channel(1024);
+            if ec.enable {
+                let opts = edgecontroller::Options::from_config(ec);
+                info!("edgecontroller started");
+                tasks.push(tokio::spawn(edgecontroller::EdgeController::run(
+                    client.clone(),
+                    hub.clone(),
+                    ec_rx,
+                    opts,
+                    cancel.clone(),
+                )));
+            } else {
+                tasks.push(tokio::spawn(log_events(ec_rx)));
+            }
+            if dc.enable {
+                info!("devicecontroller started");
+                tasks.push(tokio::spawn(devicecontroller::DeviceController::run(
+                    client,
+                    hub,
+                    dc_rx,
+                    cancel.clone(),
+                )));
+            } else {
+                drop(dc_rx);
+            }
+            tasks.push(tokio::spawn(route(events, ec_tx, dc.enable.then_some(dc_tx))));
         }
-        tokio::spawn(log_events(events))
-    };
+        (None, Some(_)) if ec.enable || dc.enable => {
+            warn!(
+                "controllers: no Kubernetes API (kubeAPIConfig.kubeConfig and master are empty and not in a cluster); edge messages are only logged"
+            );
+            tasks.push(tokio::spawn(log_events(events)));
+        }
+        _ => tasks.push(tokio::spawn(log_events(events))),
+    }
 
     shutdown_signal().await;
     info!("shutting down");
@@ -159,8 +182,33 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     if let Some(hub) = hub {
         hub.shutdown().await;
     }
-    sink.abort();
+    for t in tasks {
+        t.abort();
+    }
     Ok(())
+}
+
+/// The cloud's message router: an edge message whose source is `twin` goes to devicecontroller
+/// (when it runs), everything else to edgecontroller.
+async fn route(
+    mut events: mpsc::Receiver<HubEvent>,
+    edge: mpsc::Sender<HubEvent>,
+    device: Option<mpsc::Sender<ke_core::Message>>,
+) {
+    while let Some(ev) = events.recv().await {
+        match (ev, &device) {
+            (HubEvent::Upstream(m), Some(device)) if m.source() == ke_core::names::module::TWIN => {
+                if device.send(m).await.is_err() {
+                    return;
+                }
+            }
+            (ev, _) => {
+                if edge.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Without controllers, edge traffic is only logged.

@@ -17,7 +17,8 @@
 //!
 //! Routing: there is no cloud-side beehive; cloudcore hands the CloudHub event channel to
 //! [`EdgeController::run`] directly, and replies/objects go out through [`cloudhub::CloudHub::send`].
-//! Messages from source `twin` belong to devicecontroller and are ignored here.
+//! cloudcore's router sends messages from source `twin` to devicecontroller; any that reach this
+//! crate (devicecontroller disabled) are ignored.
 //!
 //! Fixed relative to v1.2.1:
 //! * a relisted watch (after a watch expiry) does not lose deletes: objects missing from the new
@@ -33,7 +34,7 @@
 //! Not done (yet): `kubeAPIConfig.qps`/`burst` (kube-rs has no client-side rate limiter; the
 //! values are read and ignored), `contentType` (JSON is always used), the per-handler
 //! `buffer`/`load` sizes (one bounded worker pool of the `load` total is used), ObjectSync
-//! bookkeeping on acks and the periodic resync (synccontroller), devicecontroller.
+//! bookkeeping on acks and the periodic resync (synccontroller).
 #![warn(missing_docs)]
 
 pub mod downstream;

@@ -30,7 +30,7 @@ const EDGE_TOPICS: [&str; 6] = [
     "$hw/events/node/+/membership/get/result",
 ];
 
-struct Device {
+pub(crate) struct Device {
     client: AsyncClient,
     rx: mpsc::UnboundedReceiver<(String, String)>,
     task: tokio::task::JoinHandle<()>,
@@ -43,7 +43,7 @@ impl Drop for Device {
 }
 
 impl Device {
-    async fn connect(port: u16) -> Self {
+    pub(crate) async fn connect(port: u16) -> Self {
         let mut o = MqttOptions::new(format!("device-{port}"), "127.0.0.1", port);
         o.set_keep_alive(Duration::from_secs(30));
         let (client, mut ev) = AsyncClient::new(o, 64);
@@ -78,14 +78,14 @@ impl Device {
         Self { client, rx, task }
     }
 
-    async fn send(&self, topic: &str, payload: &str) {
+    pub(crate) async fn send(&self, topic: &str, payload: &str) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
             .await
             .unwrap();
     }
 
-    async fn next(&mut self) -> (String, String) {
+    pub(crate) async fn next(&mut self) -> (String, String) {
         tokio::time::timeout(WAIT, self.rx.recv())
             .await
             .expect("a publication from the edge")
