@@ -401,6 +401,8 @@ pub(crate) struct WorkerEnv {
     pub(crate) ctx: NodeContext,
     pub(crate) relist: Duration,
     pub(crate) report_timeout: Duration,
+    /// What `/pods` serves.
+    pub(crate) pods: crate::http::PodTable,
 }
 
 /// Runs one pod until it is forgotten or `cancel` fires (shutdown leaves its containers running).
@@ -437,7 +439,11 @@ pub(crate) async fn run(
         for eff in effects {
             if eff == Effect::Exit {
                 tracing::info!(pod = %id.key(), "pod forgotten");
+                env.pods.remove(&id.key(), &id.uid);
                 return;
+            }
+            if let Effect::Report(st) = &eff {
+                env.pods.set(&id.key(), &state.pod, st);
             }
             if let Some(ev) = perform(&env, &state.pod, &id, eff).await {
                 let dup = matches!(ev, Event::Changed) && queue.iter().any(|e| matches!(e, Event::Changed));
@@ -449,7 +455,7 @@ pub(crate) async fn run(
     }
 }
 
-fn wall_now() -> Timestamp {
+pub(crate) fn wall_now() -> Timestamp {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));

@@ -82,10 +82,21 @@ struct Edge {
     core: Core,
     store: Store,
     cloud: Mailbox,
+    /// Port of the read-only endpoint.
+    http_port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Edge {
     fn start(dir: &std::path::Path, node: &str) -> Self {
+        let http_port = free_port();
         let store = Store::open(dir.join("edgecore.db")).unwrap();
         let hive = Beehive::default();
         let cloud = hive.register(module::EDGEHUB, group::HUB).unwrap();
@@ -102,6 +113,8 @@ impl Edge {
             relist_period: Duration::from_millis(300),
             backoff_base: Duration::from_secs(1),
             initial_list_timeout: Duration::from_secs(5),
+            node_status_update_frequency: Duration::from_secs(1),
+            read_only_address: Some(format!("127.0.0.1:{http_port}")),
             ..Default::default()
         };
         core.register(Edged::new(opts).unwrap()).unwrap();
@@ -111,12 +124,28 @@ impl Edge {
             core,
             store,
             cloud,
+            http_port,
         }
     }
 
     async fn stop(self) {
         self.core.shutdown().await;
         assert!(self.store.close().await);
+    }
+
+    /// `GET path` on the read-only endpoint: (status line, body).
+    async fn get(&self, path: &str) -> (String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .await
+            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_owned(), body.to_owned())
     }
 
     /// A cloud message as edgehub delivers it to metaManager.
@@ -246,6 +275,17 @@ async fn httpd_pod_survives_restart_and_is_deleted() {
     let ip = s["podIP"].as_str().unwrap().to_owned();
     assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{s}");
     assert!(http_get(&ip).await.ends_with("hello-web\n"));
+    // The read-only endpoint lists the pod with its status.
+    let (line, body) = edge.get("/pods").await;
+    assert!(line.contains("200"), "{line}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["metadata"]["uid"], uid.as_str());
+    assert_eq!(items[0]["status"]["phase"], "Running");
+    assert_eq!(items[0]["status"]["podIP"], ip.as_str());
+    assert_eq!(edge.get("/healthz").await.1, "ok");
+    assert!(edge.get("/nope").await.0.contains("404"));
     let cid = s["containerStatuses"][0]["containerID"]
         .as_str()
         .unwrap()
@@ -323,5 +363,88 @@ async fn restart_policies() {
         cs.iter()
             .all(|c| c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some("main"))
     );
+    edge.stop().await;
+}
+
+async fn next_msg(cloud: &mut Mailbox, resource: &str, operation: &str) -> Message {
+    let fut = async {
+        loop {
+            let m = cloud.recv().await.expect("cloud mailbox closed");
+            if m.operation() == operation && m.resource() == resource {
+                return m;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, fut).await.expect("no node message")
+}
+
+/// Registration goes straight to the cloud link and is retried until the cloud answers "OK";
+/// then node statuses flow through metaManager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_registers_then_reports_status() {
+    let node = node_name("node");
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    let resource = format!("default/nodestatus/{node}");
+    // First attempt refused: edged must try again.
+    let first = next_msg(&mut edge.cloud, &resource, op::INSERT).await;
+    assert!(first.header.sync, "registration is a sync request");
+    assert_eq!((first.source(), first.group()), (module::EDGED, group::META));
+    edge.hive.send_resp(first.response("")).unwrap();
+    let reg = next_msg(&mut edge.cloud, &resource, op::INSERT).await;
+    assert_ne!(reg.id(), first.id());
+    let n = &reg.content;
+    assert!(n.get("metadata").is_none(), "{n}");
+    let s = &n["status"];
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    assert_eq!(s["capacity"]["cpu"], cpus.to_string());
+    assert_eq!(s["capacity"]["pods"], "110");
+    assert!(s["capacity"]["memory"].as_str().unwrap().ends_with("Mi"));
+    let info = s["nodeInfo"].as_object().unwrap();
+    for k in [
+        "machineID",
+        "systemUUID",
+        "bootID",
+        "kernelVersion",
+        "osImage",
+        "containerRuntimeVersion",
+        "kubeletVersion",
+        "kubeProxyVersion",
+        "operatingSystem",
+        "architecture",
+    ] {
+        assert!(info.contains_key(k), "nodeInfo.{k} missing: {n}");
+    }
+    assert_eq!(info["kubeletVersion"], edged::KUBELET_VERSION);
+    assert!(
+        info["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("remote://")
+    );
+    assert_eq!(
+        s["addresses"][0],
+        json!({"type": "InternalIP", "address": "127.0.0.1"})
+    );
+    assert_eq!(s["addresses"][1]["type"], "Hostname");
+    edge.hive.send_resp(reg.response("OK")).unwrap();
+
+    // Registered: status updates (through metaManager) from now on.
+    let upd = next_msg(&mut edge.cloud, &resource, op::UPDATE).await;
+    assert_eq!(upd.content["UID"], edged::NODE_STATUS_UID);
+    let st = &upd.content["Status"];
+    assert_eq!(st["phase"], "Running");
+    let ready = &st["conditions"][0];
+    assert_eq!(
+        (&ready["type"], &ready["status"], &ready["reason"]),
+        (&json!("Ready"), &json!("True"), &json!("EdgeReady"))
+    );
+    let upd2 = next_msg(&mut edge.cloud, &resource, op::UPDATE).await;
+    assert_ne!(upd2.id(), upd.id());
+    assert_eq!(upd2.content["Status"]["nodeInfo"], st["nodeInfo"]);
     edge.stop().await;
 }
