@@ -36,14 +36,20 @@
 //! holds.
 //!
 //! Supported so far: sandbox + containers with command, args, env values, working dir, ports
-//! with `hostPort`, `hostNetwork`/`hostPID`/`hostIPC`, restart policies, spec-change restarts.
-//! Not yet: volumes, probes, `env.valueFrom`, image pull secrets, resource limits, device-plugin
+//! with `hostPort`, `hostNetwork`/`hostPID`/`hostIPC`, restart policies, spec-change restarts,
+//! liveness/readiness/startup probes (`exec`, `httpGet` over HTTP, `tcpSocket`; `probe.rs`): a
+//! failed liveness or startup probe stops the container and the restart policy takes over,
+//! readiness (and a pending startup probe) gates the container's `ready` and the pod's `Ready`.
+//! Not yet: volumes, `env.valueFrom`, image pull secrets, resource limits, device-plugin
 //! and GPU resources, image and container GC beyond superseded dead containers.
 //!
 //! Differences from v1.2:
 //! * CRI v1 to a remote runtime only; `runtimeType: docker` (dockershim) is refused by edgecore.
 //! * Pod statuses are sent when they change, not on a 10 s timer.
 //! * Pod cgroups and log directories are removed with the pod.
+//! * Exec probes run their command through CRI `ExecSync` (v1.2's always passed); probes run
+//!   on the relist tick, so their period is at least [`EdgedOptions::relist_period`].
+//! * `httpGet` probes with `scheme: HTTPS` fail (not supported yet).
 #![warn(missing_docs)]
 
 mod error;
@@ -52,6 +58,7 @@ mod module;
 mod node;
 mod options;
 mod pod;
+mod probe;
 mod worker;
 
 pub use error::{Error, Result};

@@ -448,3 +448,60 @@ async fn node_registers_then_reports_status() {
     assert_eq!(upd2.content["Status"]["nodeInfo"], st["nodeInfo"]);
     edge.stop().await;
 }
+
+/// A failing exec liveness probe restarts the container (v1.2's exec probes always passed); a
+/// failing exec readiness probe keeps the pod not Ready until the command succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_probes_restart_and_gate_readiness() {
+    let node = node_name("probe");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    let exec = |cmd: &[&str]| json!({"exec": {"command": cmd}, "periodSeconds": 1, "failureThreshold": 1});
+    let mut live = pod(
+        "live",
+        &uuid::Uuid::new_v4().to_string(),
+        "Always",
+        "exec sleep 3600",
+    );
+    live["spec"]["containers"][0]["livenessProbe"] = exec(&["/bin/false"]);
+    let mut ready = pod(
+        "ready",
+        &uuid::Uuid::new_v4().to_string(),
+        "Always",
+        "exec sleep 3600",
+    );
+    ready["spec"]["containers"][0]["readinessProbe"] = exec(&["cat", "/tmp/ready"]);
+    edge.cloud_sends(op::INSERT, "default/pod/live", live).await;
+    edge.cloud_sends(op::INSERT, "default/pod/ready", ready).await;
+
+    let is_ready = |s: &Value| {
+        s["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    };
+    let s = edge
+        .status_until("ready", |s| phase(s) == "Running" && !is_ready(s))
+        .await;
+    let cs = &s["Status"]["containerStatuses"][0];
+    assert_eq!(cs["ready"], false, "{cs}");
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    let cid = cs["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://");
+    let r = cri()
+        .exec_sync(cid, &["touch", "/tmp/ready"], Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, 0);
+    let s = edge.status_until("ready", is_ready).await;
+    assert_eq!(s["Status"]["containerStatuses"][0]["ready"], true);
+    assert_eq!(restart_count(&s["Status"]), 0);
+
+    // Its statuses keep changing (each restart), so none is missed while waiting for "ready".
+    let s = edge.status_until("live", |s| restart_count(s) >= 1).await;
+    let last = &s["Status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_ne!(last["exitCode"], 0, "{s}");
+    edge.stop().await;
+}
