@@ -16,6 +16,7 @@
 //! | emits (group `meta`, source `edged`) | when |
 //! |---|---|
 //! | `query` `<registerNodeNamespace>/pod` (sync, to metaManager) | once at start: the stored pods are the pods to run |
+//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume starts |
 //! | `update` `<ns>/podstatus/<name>` `{UID, Name, Status}` (sync, to metaManager) | whenever a pod's computed status changes |
 //! | `insert` `<registerNodeNamespace>/nodestatus/<node>` (sync, **to `websocket`**) | every `nodeStatusUpdateFrequency` until the cloud answers `"OK"`: a `v1.Node` with only `status` |
 //! | `update` `<registerNodeNamespace>/nodestatus/<node>` `{UID, Status, ExtendResources}` (sync, to metaManager) | every `nodeStatusUpdateFrequency` once registered |
@@ -40,8 +41,14 @@
 //! liveness/readiness/startup probes (`exec`, `httpGet` over HTTP, `tcpSocket`; `probe.rs`): a
 //! failed liveness or startup probe stops the container and the restart policy takes over,
 //! readiness (and a pending startup probe) gates the container's `ready` and the pod's `Ready`.
-//! Not yet: volumes, `env.valueFrom`, image pull secrets, resource limits, device-plugin
-//! and GPU resources, image and container GC beyond superseded dead containers.
+//! volumes (`volume.rs`): `configMap` and `secret` (queried from metaManager — `query`
+//! `<ns>/configmap/<name>` / `<ns>/secret/<name>` — when a container starts, written under
+//! `<rootDirectory>/pods/<uid>/volumes/` and bind-mounted read-only), `emptyDir`, `hostPath`; the
+//! pod directory goes with the pod.
+//! Not yet: other volume types (CSI, projected, downwardAPI), updates of mounted
+//! configMaps/secrets while the container runs, `env.valueFrom`, image pull secrets, resource
+//! limits, device-plugin and GPU resources, image and container GC beyond superseded dead
+//! containers.
 //!
 //! Differences from v1.2:
 //! * CRI v1 to a remote runtime only; `runtimeType: docker` (dockershim) is refused by edgecore.
@@ -59,6 +66,7 @@ mod node;
 mod options;
 mod pod;
 mod probe;
+mod volume;
 mod worker;
 
 pub use error::{Error, Result};
@@ -69,3 +77,4 @@ pub use pod::{
     LABEL_CONTAINER_HASH, LABEL_CONTAINER_NAME, LABEL_NODE, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
 };
+pub use volume::Error as VolumeError;

@@ -88,6 +88,7 @@ impl Module for Edged {
             relist: o.relist_period,
             report_timeout: o.report_timeout,
             pods: PodTable::default(),
+            root: o.root_directory.clone(),
         };
         if let Some(addr) = &o.read_only_address {
             match http::serve(addr, env.pods.clone(), cancel.clone()).await {

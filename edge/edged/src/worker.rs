@@ -550,6 +550,8 @@ pub(crate) struct WorkerEnv {
     pub(crate) report_timeout: Duration,
     /// What `/pods` serves.
     pub(crate) pods: crate::http::PodTable,
+    /// edged's root directory (pod volumes).
+    pub(crate) root: std::path::PathBuf,
 }
 
 /// Runs one pod until it is forgotten or `cancel` fires (shutdown leaves its containers running).
@@ -799,7 +801,9 @@ async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u
         ))
     })?;
     let sb_cfg = pod::sandbox_config(&env.ctx, pod, sb.attempt);
-    let cfg = pod::container_config(&env.ctx, pod, spec, attempt);
+    let vols = crate::volume::prepare(&env.hive, &env.root, pod, env.report_timeout).await?;
+    let mut cfg = pod::container_config(&env.ctx, pod, spec, attempt);
+    cfg.mounts = crate::volume::mounts(pod, spec, &vols)?;
     let cid = env.cri.create_container(&sb.id, cfg, sb_cfg).await?;
     if let Err(e) = env.cri.start_container(&cid).await {
         let _ = env.cri.remove_container(&cid).await;
@@ -859,6 +863,12 @@ pub(crate) async fn kill_pod(env: &WorkerEnv, pod: &k8s::Pod, id: &PodId) -> cra
     }
     if let Some(cg) = pod::cgroup_parent(&env.ctx, pod, &id.uid) {
         ke_cri::remove_pod_cgroup(&cg);
+    }
+    let dir = crate::volume::pod_dir(&env.root, &id.uid);
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), %e, "pod directory not removed");
     }
     let logs = pod::log_directory(&env.ctx, id);
     if let Err(e) = tokio::fs::remove_dir_all(&logs).await

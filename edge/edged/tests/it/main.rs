@@ -114,6 +114,7 @@ impl Edge {
             backoff_base: Duration::from_secs(1),
             initial_list_timeout: Duration::from_secs(5),
             node_status_update_frequency: Duration::from_secs(1),
+            root_directory: dir.join("edged"),
             read_only_address: Some(format!("127.0.0.1:{http_port}")),
             ..Default::default()
         };
@@ -503,5 +504,80 @@ async fn exec_probes_restart_and_gate_readiness() {
     let s = edge.status_until("live", |s| restart_count(s) >= 1).await;
     let last = &s["Status"]["containerStatuses"][0]["lastState"]["terminated"];
     assert_ne!(last["exitCode"], 0, "{s}");
+    edge.stop().await;
+}
+
+/// configMap and secret volumes carry what metaManager holds, read-only; emptyDir is writable;
+/// all of it goes with the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_secret_and_emptydir_volumes() {
+    let node = node_name("vol");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    edge.cloud_sends(
+        op::INSERT,
+        "default/configmap/cfg",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "default"},
+               "data": {"greeting": "hello from a configmap"}}),
+    )
+    .await;
+    edge.cloud_sends(
+        op::INSERT,
+        "default/secret/sec",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec", "namespace": "default"},
+               "data": {"password": "czNjcjN0"}}),
+    )
+    .await;
+    let uid = uuid::Uuid::new_v4().to_string();
+    let mut p = pod("vol", &uid, "Always", "exec sleep 3600");
+    p["spec"]["volumes"] = json!([
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "sec", "secret": {"secretName": "sec"}},
+        {"name": "scratch", "emptyDir": {}}
+    ]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([
+        {"name": "cfg", "mountPath": "/etc/cfg"},
+        {"name": "sec", "mountPath": "/etc/sec"},
+        {"name": "scratch", "mountPath": "/scratch"}
+    ]);
+    edge.cloud_sends(op::INSERT, "default/pod/vol", p.clone()).await;
+    let s = edge.status_until("vol", |s| phase(s) == "Running").await;
+    let cid = s["Status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let sh = |script: &str| {
+        let (cid, script) = (cid.clone(), script.to_owned());
+        async move {
+            cri()
+                .exec_sync(&cid, &["/bin/sh", "-c", &script], Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+    let r = sh("cat /etc/cfg/greeting; echo; cat /etc/sec/password").await;
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        "hello from a configmap\ns3cr3t"
+    );
+    let r = sh("echo x > /etc/cfg/new").await;
+    assert_ne!(r.exit_code, 0, "configMap volume must be read-only");
+    let r = sh("echo x > /scratch/f && cat /scratch/f").await;
+    assert_eq!((r.exit_code, String::from_utf8_lossy(&r.stdout).trim()), (0, "x"));
+
+    let pod_dir = dir.path().join("edged/pods").join(&uid);
+    assert!(
+        pod_dir
+            .join("volumes/kubernetes.io~configmap/cfg/greeting")
+            .exists()
+    );
+    edge.cloud_sends(op::DELETE, "default/pod/vol", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pod_dir.exists() || !node_sandboxes(&node).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     edge.stop().await;
 }
