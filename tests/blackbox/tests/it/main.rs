@@ -5,6 +5,7 @@ mod autonomy;
 mod cluster;
 mod config_cli;
 mod controller;
+mod edged_k8s;
 mod link;
 mod offline;
 mod twin;
