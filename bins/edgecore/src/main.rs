@@ -121,6 +121,8 @@ fn edged_options(cfg: &EdgeCoreConfig) -> anyhow::Result<EdgedOptions> {
         runtime_request_timeout: e.runtime_request_timeout(),
         pod_sandbox_image: e.pod_sandbox_image.clone(),
         register_node_namespace: e.register_node_namespace.clone(),
+        register_node: e.register_node,
+        node_status_update_frequency: e.node_status_update_frequency(),
         cgroup_root: match e.cgroup_driver {
             CgroupDriver::Cgroupfs => Some("/kubepods".to_owned()),
             CgroupDriver::Systemd => None,

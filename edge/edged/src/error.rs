@@ -17,6 +17,9 @@ pub enum Error {
         /// The JSON error.
         source: serde_json::Error,
     },
+    /// A pod volume cannot be set up.
+    #[error(transparent)]
+    Volume(#[from] crate::volume::Error),
     /// Talking to metaManager failed.
     #[error("metaManager: {0}")]
     Meta(#[from] ke_beehive::Error),

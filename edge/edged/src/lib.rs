@@ -13,10 +13,21 @@
 //! | `delete` `<ns>/pod/<name>` | kill the pod, forget it |
 //! | `response` `<ns>/pod` (array of Pods) | add pods not known yet |
 //!
-//! | emits (to metaManager, group `meta`, source `edged`) | when |
+//! | emits (group `meta`, source `edged`) | when |
 //! |---|---|
-//! | `query` `<registerNodeNamespace>/pod` (sync) | once at start: the stored pods are the pods to run |
-//! | `update` `<ns>/podstatus/<name>` `{UID, Name, Status}` (sync) | whenever a pod's computed status changes |
+//! | `query` `<registerNodeNamespace>/pod` (sync, to metaManager) | once at start: the stored pods are the pods to run |
+//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume starts |
+//! | `update` `<ns>/podstatus/<name>` `{UID, Name, Status}` (sync, to metaManager) | whenever a pod's computed status changes |
+//! | `insert` `<registerNodeNamespace>/nodestatus/<node>` (sync, **to `websocket`**) | every `nodeStatusUpdateFrequency` until the cloud answers `"OK"`: a `v1.Node` with only `status` |
+//! | `update` `<registerNodeNamespace>/nodestatus/<node>` `{UID, Status, ExtendResources}` (sync, to metaManager) | every `nodeStatusUpdateFrequency` once registered |
+//!
+//! Node status (`node.rs`): capacity from `/proc/cpuinfo` and `/proc/meminfo` (allocatable memory
+//! 100Mi less, 110 pods), `InternalIP` + `Hostname` addresses, all ten `nodeInfo` fields, phase
+//! `Running` and `Ready` (`EdgeReady` when the CRI runtime answers `Version`, else `EdgeNotReady`).
+//!
+//! Read-only endpoint (`http.rs`, [`EdgedOptions::read_only_address`], v1.2's
+//! `127.0.0.1:10255`): `/pods` (a `v1.PodList` of the pods edged runs, with status) and
+//! `/healthz`.
 //!
 //! Each pod has one worker: `step(state, event) -> (state, effects)` is pure; the task around it
 //! runs the effects (CRI calls, status reports) and feeds their results back as events. It relists
@@ -26,26 +37,44 @@
 //! holds.
 //!
 //! Supported so far: sandbox + containers with command, args, env values, working dir, ports
-//! with `hostPort`, `hostNetwork`/`hostPID`/`hostIPC`, restart policies, spec-change restarts.
-//! Not yet: volumes, probes, `env.valueFrom`, image pull secrets, resource limits, node
-//! registration/status, image and container GC beyond superseded dead containers.
+//! with `hostPort`, `hostNetwork`/`hostPID`/`hostIPC`, restart policies, spec-change restarts,
+//! liveness/readiness/startup probes (`exec`, `httpGet` over HTTP, `tcpSocket`; `probe.rs`): a
+//! failed liveness or startup probe stops the container and the restart policy takes over,
+//! readiness (and a pending startup probe) gates the container's `ready` and the pod's `Ready`.
+//! volumes (`volume.rs`): `configMap` and `secret` (queried from metaManager — `query`
+//! `<ns>/configmap/<name>` / `<ns>/secret/<name>` — when a container starts, written under
+//! `<rootDirectory>/pods/<uid>/volumes/` and bind-mounted read-only), `emptyDir`, `hostPath`; the
+//! pod directory goes with the pod.
+//! Not yet: other volume types (CSI, projected, downwardAPI), updates of mounted
+//! configMaps/secrets while the container runs, `env.valueFrom`, image pull secrets, resource
+//! limits, device-plugin and GPU resources, image and container GC beyond superseded dead
+//! containers.
 //!
 //! Differences from v1.2:
 //! * CRI v1 to a remote runtime only; `runtimeType: docker` (dockershim) is refused by edgecore.
 //! * Pod statuses are sent when they change, not on a 10 s timer.
 //! * Pod cgroups and log directories are removed with the pod.
+//! * Exec probes run their command through CRI `ExecSync` (v1.2's always passed); probes run
+//!   on the relist tick, so their period is at least [`EdgedOptions::relist_period`].
+//! * `httpGet` probes with `scheme: HTTPS` fail (not supported yet).
 #![warn(missing_docs)]
 
 mod error;
+mod http;
 mod module;
+mod node;
 mod options;
 mod pod;
+mod probe;
+mod volume;
 mod worker;
 
 pub use error::{Error, Result};
 pub use module::Edged;
+pub use node::{KUBELET_VERSION, NODE_STATUS_UID};
 pub use options::EdgedOptions;
 pub use pod::{
     LABEL_CONTAINER_HASH, LABEL_CONTAINER_NAME, LABEL_NODE, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
 };
+pub use volume::Error as VolumeError;

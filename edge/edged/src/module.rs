@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::http::{self, PodTable};
+use crate::node::NodeLoop;
 use crate::options::EdgedOptions;
 use crate::pod::{self, NodeContext, PodId};
 use crate::worker::{self, BackoffPolicy, Event, WorkerEnv};
@@ -85,7 +87,28 @@ impl Module for Edged {
             },
             relist: o.relist_period,
             report_timeout: o.report_timeout,
+            pods: PodTable::default(),
+            root: o.root_directory.clone(),
         };
+        if let Some(addr) = &o.read_only_address {
+            match http::serve(addr, env.pods.clone(), cancel.clone()).await {
+                Ok(a) => tracing::info!(address = %a, "read-only endpoint (/pods, /healthz) listening"),
+                Err(e) => tracing::warn!(address = %addr, %e, "read-only endpoint not served"),
+            }
+        }
+        let node_loop = NodeLoop {
+            hive: beehive.clone(),
+            cri: self.cri.clone(),
+            node_name: o.node_name.clone(),
+            node_ip: o.node_ip.clone(),
+            namespace: o.register_node_namespace.clone(),
+            register: o.register_node,
+            period: o.node_status_update_frequency.max(Duration::from_secs(1)),
+            reply_timeout: o
+                .node_status_update_frequency
+                .clamp(Duration::from_secs(5), Duration::from_secs(60)),
+        };
+        tracker.spawn(node_loop.run(cancel.clone()));
         let policy = BackoffPolicy {
             base: o.backoff_base,
             max: o.backoff_max,

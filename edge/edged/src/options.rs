@@ -35,6 +35,16 @@ pub struct EdgedOptions {
     pub report_timeout: Duration,
     /// How long the start waits for metaManager to answer the pod-list query.
     pub initial_list_timeout: Duration,
+    /// Root of edged's state: pod volumes live under `<root>/pods/<uid>/volumes` (v1.2:
+    /// `/var/lib/edged`).
+    pub root_directory: std::path::PathBuf,
+    /// `registerNode`: register the node with the cloud before reporting its status.
+    pub register_node: bool,
+    /// `nodeStatusUpdateFrequency`: registration retry and node status period.
+    pub node_status_update_frequency: Duration,
+    /// Address of the read-only `/pods` + `/healthz` endpoint (v1.2: `127.0.0.1:10255`);
+    /// `None` serves nothing.
+    pub read_only_address: Option<String>,
 }
 
 impl Default for EdgedOptions {
@@ -54,6 +64,10 @@ impl Default for EdgedOptions {
             backoff_max: Duration::from_secs(300),
             report_timeout: Duration::from_secs(20),
             initial_list_timeout: Duration::from_secs(30),
+            root_directory: "/var/lib/edged".into(),
+            register_node: true,
+            node_status_update_frequency: Duration::from_secs(10),
+            read_only_address: Some("127.0.0.1:10255".to_owned()),
         }
     }
 }

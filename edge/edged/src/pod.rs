@@ -57,7 +57,7 @@ pub(crate) struct NodeContext {
     pub(crate) log_root: String,
 }
 
-fn host_network(pod: &k8s::Pod) -> bool {
+pub(crate) fn host_network(pod: &k8s::Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
 }
 
@@ -410,6 +410,8 @@ fn waiting(reason: &str, message: Option<String>) -> k8s::ContainerState {
 pub(crate) struct StatusInputs<'a> {
     /// Containers held back by restart back-off (name → message).
     pub(crate) backing_off: BTreeMap<&'a str, String>,
+    /// Containers whose probes say not ready (name → whether the startup probe passed).
+    pub(crate) unready: BTreeMap<String, bool>,
     /// Why the pod cannot start (sandbox or image failure), if it cannot.
     pub(crate) error: Option<String>,
     pub(crate) start_time: Option<Time>,
@@ -478,8 +480,9 @@ pub(crate) fn pod_status(
                 match c.state {
                     CState::Running => {
                         running += 1;
-                        st.ready = true;
-                        st.started = Some(true);
+                        let started = inp.unready.get(&spec.name).copied();
+                        st.ready = started.is_none();
+                        st.started = Some(started.unwrap_or(true));
                         st.state = Some(k8s::ContainerState {
                             running: Some(k8s::ContainerStateRunning {
                                 started_at: time_of(c.started_at),

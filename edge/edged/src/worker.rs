@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::pod::{self, CState, ContainerObs, NodeContext, Observation, PodId, SandboxObs, StatusInputs};
+use crate::probe;
 
 /// Exponential back-off: `base`, doubling, at most `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub(crate) struct State {
     last_report: Option<k8s::PodStatus>,
     /// Effects are running: observations are requested again when they finish.
     policy: BackoffPolicy,
+    /// Probe state per (container name, probe kind).
+    probes: HashMap<(String, probe::Kind), probe::Track>,
 }
 
 impl State {
@@ -101,6 +104,7 @@ impl State {
             start_time: None,
             last_report: None,
             policy,
+            probes: HashMap::new(),
         }
     }
 }
@@ -124,6 +128,13 @@ pub(crate) enum Event {
     Killed,
     /// The status report did not reach metaManager: send it again next time.
     ReportFailed,
+    /// A probe ran against container instance `container_id`.
+    Probed {
+        container: String,
+        kind: probe::Kind,
+        container_id: String,
+        result: Result<(), String>,
+    },
 }
 
 /// Which action failed.
@@ -154,6 +165,13 @@ pub(crate) enum Effect {
     Kill,
     /// `update` `<ns>/podstatus/<name>` to metaManager.
     Report(Box<k8s::PodStatus>),
+    /// Run a probe → `Probed`.
+    Probe {
+        container: String,
+        kind: probe::Kind,
+        probe: Box<k8s::Probe>,
+        target: probe::Target,
+    },
     /// The worker is done.
     Exit,
 }
@@ -197,6 +215,15 @@ pub(crate) fn step(mut s: State, ev: Event, ctx: &NodeContext, now: Now) -> (Sta
         }
         (Phase::Active, Event::Tick | Event::Changed) => (s, vec![Effect::Inspect]),
         (Phase::Active, Event::Observed(obs)) => reconcile(s, obs, ctx, now),
+        (
+            Phase::Active,
+            Event::Probed {
+                container,
+                kind,
+                container_id,
+                result,
+            },
+        ) => probed(s, ctx, now, container, kind, &container_id, result),
         (Phase::Active, Event::Failed { what, error }) => {
             match what {
                 Failure::Sandbox => {
@@ -333,6 +360,7 @@ fn reconcile(mut s: State, obs: Observation, ctx: &NodeContext, now: Now) -> (St
             if !dead.is_empty() {
                 effects.push(Effect::RemoveContainers(dead));
             }
+            effects.extend(probe_effects(&mut s, &obs, ctx, now));
         }
     }
     let started_something = effects
@@ -351,6 +379,115 @@ fn reconcile(mut s: State, obs: Observation, ctx: &NodeContext, now: Now) -> (St
         .collect();
     let starting: Vec<&str> = starting.iter().map(String::as_str).collect();
     effects.extend(report_if_changed(&mut s, ctx, now, false, &starting));
+    (s, effects)
+}
+
+/// Due probes of the running containers; forgets the probe state of containers not running.
+fn probe_effects(s: &mut State, obs: &Observation, ctx: &NodeContext, now: Now) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    let pod_ip = if pod::host_network(&s.pod) {
+        ctx.node_ip.clone()
+    } else {
+        obs.sandbox.as_ref().map(|b| b.ip.clone()).unwrap_or_default()
+    };
+    let now_nanos = now.wall.as_nanosecond();
+    for spec in pod::containers(&s.pod) {
+        let running = obs.latest(&spec.name).0.filter(|c| c.state == CState::Running);
+        let Some(c) = running else {
+            s.probes.retain(|(n, _), _| *n != spec.name);
+            continue;
+        };
+        let started = passed(&s.probes, spec, c, probe::Kind::Startup);
+        let running_for = Duration::from_nanos(
+            u64::try_from(now_nanos.saturating_sub(i128::from(c.started_at)).max(0)).unwrap_or(0),
+        );
+        for kind in probe::Kind::ALL {
+            let Some(p) = kind.of(spec) else { continue };
+            // Startup gates the others, and is not probed once it passed.
+            if (kind == probe::Kind::Startup) == started {
+                continue;
+            }
+            let key = (spec.name.clone(), kind);
+            let t = s
+                .probes
+                .entry(key)
+                .or_insert_with(|| probe::Track::new(kind, p, &c.id, running_for, now.mono));
+            if t.container_id != c.id {
+                *t = probe::Track::new(kind, p, &c.id, running_for, now.mono);
+            }
+            if t.in_flight || now.mono < t.next_at {
+                continue;
+            }
+            t.in_flight = true;
+            t.next_at = now.mono + probe::period(p);
+            effects.push(Effect::Probe {
+                container: spec.name.clone(),
+                kind,
+                probe: Box::new(p.clone()),
+                target: probe::Target {
+                    container_id: c.id.clone(),
+                    pod_ip: pod_ip.clone(),
+                    ports: spec
+                        .ports
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| p.name.clone().map(|n| (n, p.container_port)))
+                        .collect(),
+                },
+            });
+        }
+    }
+    effects
+}
+
+/// Whether container instance `c` passed its `kind` probe (true without such a probe).
+fn passed(
+    probes: &HashMap<(String, probe::Kind), probe::Track>,
+    spec: &k8s::Container,
+    c: &ContainerObs,
+    kind: probe::Kind,
+) -> bool {
+    kind.of(spec).is_none()
+        || probes
+            .get(&(spec.name.clone(), kind))
+            .is_some_and(|t| t.container_id == c.id && t.result)
+}
+
+/// A probe result: a failed liveness or startup probe stops the container (the restart policy
+/// decides what follows); readiness changes the status.
+fn probed(
+    mut s: State,
+    ctx: &NodeContext,
+    now: Now,
+    container: String,
+    kind: probe::Kind,
+    container_id: &str,
+    result: Result<(), String>,
+) -> (State, Vec<Effect>) {
+    let Some(p) = pod::containers(&s.pod)
+        .iter()
+        .find(|c| c.name == container)
+        .and_then(|c| kind.of(c))
+        .cloned()
+    else {
+        s.probes.remove(&(container, kind));
+        return (s, vec![]);
+    };
+    let key = (container, kind);
+    let Some(t) = s.probes.get_mut(&key).filter(|t| t.container_id == container_id) else {
+        return (s, vec![]);
+    };
+    let flipped = t.record(&p, result.is_ok());
+    let mut effects = Vec::new();
+    if flipped && !t.result && kind != probe::Kind::Readiness {
+        tracing::info!(container = %key.0, probe = ?kind, error = ?result.err(),
+            "probe failed: killing the container");
+        s.probes.retain(|(n, _), _| *n != key.0);
+        effects.push(Effect::StopContainer {
+            id: container_id.to_owned(),
+        });
+    }
+    effects.extend(report_if_changed(&mut s, ctx, now, false, &[]));
     (s, effects)
 }
 
@@ -375,8 +512,18 @@ fn report_if_changed(
             )
         })
         .collect();
+    let unready = pod::containers(&s.pod)
+        .iter()
+        .filter_map(|spec| {
+            let c = obs.latest(&spec.name).0?;
+            let started = passed(&s.probes, spec, c, probe::Kind::Startup);
+            let ready = started && passed(&s.probes, spec, c, probe::Kind::Readiness);
+            (!ready).then(|| (spec.name.clone(), started))
+        })
+        .collect();
     let inp = StatusInputs {
         backing_off,
+        unready,
         error: s.error.clone(),
         start_time: s.start_time.clone(),
         killed,
@@ -401,6 +548,10 @@ pub(crate) struct WorkerEnv {
     pub(crate) ctx: NodeContext,
     pub(crate) relist: Duration,
     pub(crate) report_timeout: Duration,
+    /// What `/pods` serves.
+    pub(crate) pods: crate::http::PodTable,
+    /// edged's root directory (pod volumes).
+    pub(crate) root: std::path::PathBuf,
 }
 
 /// Runs one pod until it is forgotten or `cancel` fires (shutdown leaves its containers running).
@@ -437,7 +588,11 @@ pub(crate) async fn run(
         for eff in effects {
             if eff == Effect::Exit {
                 tracing::info!(pod = %id.key(), "pod forgotten");
+                env.pods.remove(&id.key(), &id.uid);
                 return;
+            }
+            if let Effect::Report(st) = &eff {
+                env.pods.set(&id.key(), &state.pod, st);
             }
             if let Some(ev) = perform(&env, &state.pod, &id, eff).await {
                 let dup = matches!(ev, Event::Changed) && queue.iter().any(|e| matches!(e, Event::Changed));
@@ -449,7 +604,7 @@ pub(crate) async fn run(
     }
 }
 
-fn wall_now() -> Timestamp {
+pub(crate) fn wall_now() -> Timestamp {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
@@ -555,6 +710,23 @@ async fn perform(env: &WorkerEnv, pod: &k8s::Pod, id: &PodId, eff: Effect) -> Op
                 }
             }
         }
+        Effect::Probe {
+            container,
+            kind,
+            probe,
+            target,
+        } => {
+            let result = probe::run(cri, &probe, &target).await;
+            if let Err(e) = &result {
+                tracing::debug!(pod = %id.key(), %container, probe = ?kind, error = %e, "probe failed");
+            }
+            Some(Event::Probed {
+                container,
+                kind,
+                container_id: target.container_id,
+                result,
+            })
+        }
         Effect::Exit => None,
     }
 }
@@ -629,7 +801,9 @@ async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u
         ))
     })?;
     let sb_cfg = pod::sandbox_config(&env.ctx, pod, sb.attempt);
-    let cfg = pod::container_config(&env.ctx, pod, spec, attempt);
+    let vols = crate::volume::prepare(&env.hive, &env.root, pod, env.report_timeout).await?;
+    let mut cfg = pod::container_config(&env.ctx, pod, spec, attempt);
+    cfg.mounts = crate::volume::mounts(pod, spec, &vols)?;
     let cid = env.cri.create_container(&sb.id, cfg, sb_cfg).await?;
     if let Err(e) = env.cri.start_container(&cid).await {
         let _ = env.cri.remove_container(&cid).await;
@@ -689,6 +863,12 @@ pub(crate) async fn kill_pod(env: &WorkerEnv, pod: &k8s::Pod, id: &PodId) -> cra
     }
     if let Some(cg) = pod::cgroup_parent(&env.ctx, pod, &id.uid) {
         ke_cri::remove_pod_cgroup(&cg);
+    }
+    let dir = crate::volume::pod_dir(&env.root, &id.uid);
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), %e, "pod directory not removed");
     }
     let logs = pod::log_directory(&env.ctx, id);
     if let Err(e) = tokio::fs::remove_dir_all(&logs).await
@@ -775,6 +955,7 @@ mod tests {
                 Effect::RemoveContainers(_) => "remove-containers",
                 Effect::Kill => "kill",
                 Effect::Report(_) => "report",
+                Effect::Probe { .. } => "probe",
                 Effect::Exit => "exit",
             })
             .collect()
@@ -945,5 +1126,53 @@ mod tests {
         let obs = Observation { stale: vec![], ..obs };
         let (_, e) = step(s, Event::Observed(obs), &ctx(), now(t0 + Duration::from_secs(5)));
         assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_gate_readiness_and_kill_on_liveness() {
+        let t0 = Instant::now();
+        let mut p = pod("Always");
+        p.spec.as_mut().unwrap().containers[0].readiness_probe = Some(
+            serde_json::from_value(
+                serde_json::json!({"exec": {"command": ["cat", "/ready"]}, "failureThreshold": 1}),
+            )
+            .unwrap(),
+        );
+        p.spec.as_mut().unwrap().containers[0].liveness_probe = Some(
+            serde_json::from_value(
+                serde_json::json!({"exec": {"command": ["false"]}, "failureThreshold": 1}),
+            )
+            .unwrap(),
+        );
+        let mut c = exited(0, 0, "");
+        c.state = CState::Running;
+        let obs = Observation {
+            sandbox: sandbox(),
+            containers: vec![c],
+            ..Default::default()
+        };
+        let s = State::new(p, POLICY);
+        let (s, e) = step(s, Event::Observed(obs.clone()), &ctx(), now(t0));
+        assert_eq!(kinds(&e), ["probe", "probe", "report"]);
+        let Some(Effect::Report(st)) = e.last() else {
+            unreachable!()
+        };
+        assert!(!st.container_statuses.as_ref().unwrap()[0].ready);
+        // Probes in flight are not started twice.
+        let (s, e) = step(s, Event::Observed(obs.clone()), &ctx(), now(t0));
+        assert!(e.is_empty(), "{e:?}");
+        let probed = |kind, ok: bool| Event::Probed {
+            container: "c".into(),
+            kind,
+            container_id: "c0".into(),
+            result: if ok { Ok(()) } else { Err("no".into()) },
+        };
+        let (s, e) = step(s, probed(probe::Kind::Readiness, true), &ctx(), now(t0));
+        let Some(Effect::Report(st)) = e.last() else {
+            panic!("{e:?}")
+        };
+        assert!(st.container_statuses.as_ref().unwrap()[0].ready);
+        let (_, e) = step(s, probed(probe::Kind::Liveness, false), &ctx(), now(t0));
+        assert_eq!(e[0], Effect::StopContainer { id: "c0".into() });
     }
 }

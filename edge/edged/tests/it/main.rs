@@ -82,10 +82,21 @@ struct Edge {
     core: Core,
     store: Store,
     cloud: Mailbox,
+    /// Port of the read-only endpoint.
+    http_port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Edge {
     fn start(dir: &std::path::Path, node: &str) -> Self {
+        let http_port = free_port();
         let store = Store::open(dir.join("edgecore.db")).unwrap();
         let hive = Beehive::default();
         let cloud = hive.register(module::EDGEHUB, group::HUB).unwrap();
@@ -102,6 +113,9 @@ impl Edge {
             relist_period: Duration::from_millis(300),
             backoff_base: Duration::from_secs(1),
             initial_list_timeout: Duration::from_secs(5),
+            node_status_update_frequency: Duration::from_secs(1),
+            root_directory: dir.join("edged"),
+            read_only_address: Some(format!("127.0.0.1:{http_port}")),
             ..Default::default()
         };
         core.register(Edged::new(opts).unwrap()).unwrap();
@@ -111,12 +125,28 @@ impl Edge {
             core,
             store,
             cloud,
+            http_port,
         }
     }
 
     async fn stop(self) {
         self.core.shutdown().await;
         assert!(self.store.close().await);
+    }
+
+    /// `GET path` on the read-only endpoint: (status line, body).
+    async fn get(&self, path: &str) -> (String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .await
+            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_owned(), body.to_owned())
     }
 
     /// A cloud message as edgehub delivers it to metaManager.
@@ -246,6 +276,17 @@ async fn httpd_pod_survives_restart_and_is_deleted() {
     let ip = s["podIP"].as_str().unwrap().to_owned();
     assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{s}");
     assert!(http_get(&ip).await.ends_with("hello-web\n"));
+    // The read-only endpoint lists the pod with its status.
+    let (line, body) = edge.get("/pods").await;
+    assert!(line.contains("200"), "{line}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["metadata"]["uid"], uid.as_str());
+    assert_eq!(items[0]["status"]["phase"], "Running");
+    assert_eq!(items[0]["status"]["podIP"], ip.as_str());
+    assert_eq!(edge.get("/healthz").await.1, "ok");
+    assert!(edge.get("/nope").await.0.contains("404"));
     let cid = s["containerStatuses"][0]["containerID"]
         .as_str()
         .unwrap()
@@ -323,5 +364,220 @@ async fn restart_policies() {
         cs.iter()
             .all(|c| c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some("main"))
     );
+    edge.stop().await;
+}
+
+async fn next_msg(cloud: &mut Mailbox, resource: &str, operation: &str) -> Message {
+    let fut = async {
+        loop {
+            let m = cloud.recv().await.expect("cloud mailbox closed");
+            if m.operation() == operation && m.resource() == resource {
+                return m;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, fut).await.expect("no node message")
+}
+
+/// Registration goes straight to the cloud link and is retried until the cloud answers "OK";
+/// then node statuses flow through metaManager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_registers_then_reports_status() {
+    let node = node_name("node");
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    let resource = format!("default/nodestatus/{node}");
+    // First attempt refused: edged must try again.
+    let first = next_msg(&mut edge.cloud, &resource, op::INSERT).await;
+    assert!(first.header.sync, "registration is a sync request");
+    assert_eq!((first.source(), first.group()), (module::EDGED, group::META));
+    edge.hive.send_resp(first.response("")).unwrap();
+    let reg = next_msg(&mut edge.cloud, &resource, op::INSERT).await;
+    assert_ne!(reg.id(), first.id());
+    let n = &reg.content;
+    assert!(n.get("metadata").is_none(), "{n}");
+    let s = &n["status"];
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    assert_eq!(s["capacity"]["cpu"], cpus.to_string());
+    assert_eq!(s["capacity"]["pods"], "110");
+    assert!(s["capacity"]["memory"].as_str().unwrap().ends_with("Mi"));
+    let info = s["nodeInfo"].as_object().unwrap();
+    for k in [
+        "machineID",
+        "systemUUID",
+        "bootID",
+        "kernelVersion",
+        "osImage",
+        "containerRuntimeVersion",
+        "kubeletVersion",
+        "kubeProxyVersion",
+        "operatingSystem",
+        "architecture",
+    ] {
+        assert!(info.contains_key(k), "nodeInfo.{k} missing: {n}");
+    }
+    assert_eq!(info["kubeletVersion"], edged::KUBELET_VERSION);
+    assert!(
+        info["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("remote://")
+    );
+    assert_eq!(
+        s["addresses"][0],
+        json!({"type": "InternalIP", "address": "127.0.0.1"})
+    );
+    assert_eq!(s["addresses"][1]["type"], "Hostname");
+    edge.hive.send_resp(reg.response("OK")).unwrap();
+
+    // Registered: status updates (through metaManager) from now on.
+    let upd = next_msg(&mut edge.cloud, &resource, op::UPDATE).await;
+    assert_eq!(upd.content["UID"], edged::NODE_STATUS_UID);
+    let st = &upd.content["Status"];
+    assert_eq!(st["phase"], "Running");
+    let ready = &st["conditions"][0];
+    assert_eq!(
+        (&ready["type"], &ready["status"], &ready["reason"]),
+        (&json!("Ready"), &json!("True"), &json!("EdgeReady"))
+    );
+    let upd2 = next_msg(&mut edge.cloud, &resource, op::UPDATE).await;
+    assert_ne!(upd2.id(), upd.id());
+    assert_eq!(upd2.content["Status"]["nodeInfo"], st["nodeInfo"]);
+    edge.stop().await;
+}
+
+/// A failing exec liveness probe restarts the container (v1.2's exec probes always passed); a
+/// failing exec readiness probe keeps the pod not Ready until the command succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_probes_restart_and_gate_readiness() {
+    let node = node_name("probe");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    let exec = |cmd: &[&str]| json!({"exec": {"command": cmd}, "periodSeconds": 1, "failureThreshold": 1});
+    let mut live = pod(
+        "live",
+        &uuid::Uuid::new_v4().to_string(),
+        "Always",
+        "exec sleep 3600",
+    );
+    live["spec"]["containers"][0]["livenessProbe"] = exec(&["/bin/false"]);
+    let mut ready = pod(
+        "ready",
+        &uuid::Uuid::new_v4().to_string(),
+        "Always",
+        "exec sleep 3600",
+    );
+    ready["spec"]["containers"][0]["readinessProbe"] = exec(&["cat", "/tmp/ready"]);
+    edge.cloud_sends(op::INSERT, "default/pod/live", live).await;
+    edge.cloud_sends(op::INSERT, "default/pod/ready", ready).await;
+
+    let is_ready = |s: &Value| {
+        s["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    };
+    let s = edge
+        .status_until("ready", |s| phase(s) == "Running" && !is_ready(s))
+        .await;
+    let cs = &s["Status"]["containerStatuses"][0];
+    assert_eq!(cs["ready"], false, "{cs}");
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    let cid = cs["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://");
+    let r = cri()
+        .exec_sync(cid, &["touch", "/tmp/ready"], Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, 0);
+    let s = edge.status_until("ready", is_ready).await;
+    assert_eq!(s["Status"]["containerStatuses"][0]["ready"], true);
+    assert_eq!(restart_count(&s["Status"]), 0);
+
+    // Its statuses keep changing (each restart), so none is missed while waiting for "ready".
+    let s = edge.status_until("live", |s| restart_count(s) >= 1).await;
+    let last = &s["Status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_ne!(last["exitCode"], 0, "{s}");
+    edge.stop().await;
+}
+
+/// configMap and secret volumes carry what metaManager holds, read-only; emptyDir is writable;
+/// all of it goes with the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_secret_and_emptydir_volumes() {
+    let node = node_name("vol");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    edge.cloud_sends(
+        op::INSERT,
+        "default/configmap/cfg",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "default"},
+               "data": {"greeting": "hello from a configmap"}}),
+    )
+    .await;
+    edge.cloud_sends(
+        op::INSERT,
+        "default/secret/sec",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec", "namespace": "default"},
+               "data": {"password": "czNjcjN0"}}),
+    )
+    .await;
+    let uid = uuid::Uuid::new_v4().to_string();
+    let mut p = pod("vol", &uid, "Always", "exec sleep 3600");
+    p["spec"]["volumes"] = json!([
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "sec", "secret": {"secretName": "sec"}},
+        {"name": "scratch", "emptyDir": {}}
+    ]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([
+        {"name": "cfg", "mountPath": "/etc/cfg"},
+        {"name": "sec", "mountPath": "/etc/sec"},
+        {"name": "scratch", "mountPath": "/scratch"}
+    ]);
+    edge.cloud_sends(op::INSERT, "default/pod/vol", p.clone()).await;
+    let s = edge.status_until("vol", |s| phase(s) == "Running").await;
+    let cid = s["Status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let sh = |script: &str| {
+        let (cid, script) = (cid.clone(), script.to_owned());
+        async move {
+            cri()
+                .exec_sync(&cid, &["/bin/sh", "-c", &script], Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+    let r = sh("cat /etc/cfg/greeting; echo; cat /etc/sec/password").await;
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        "hello from a configmap\ns3cr3t"
+    );
+    let r = sh("echo x > /etc/cfg/new").await;
+    assert_ne!(r.exit_code, 0, "configMap volume must be read-only");
+    let r = sh("echo x > /scratch/f && cat /scratch/f").await;
+    assert_eq!((r.exit_code, String::from_utf8_lossy(&r.stdout).trim()), (0, "x"));
+
+    let pod_dir = dir.path().join("edged/pods").join(&uid);
+    assert!(
+        pod_dir
+            .join("volumes/kubernetes.io~configmap/cfg/greeting")
+            .exists()
+    );
+    edge.cloud_sends(op::DELETE, "default/pod/vol", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pod_dir.exists() || !node_sandboxes(&node).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     edge.stop().await;
 }

@@ -6,6 +6,7 @@ mod cluster;
 mod config_cli;
 mod controller;
 mod devices;
+mod edged_k8s;
 mod link;
 mod offline;
 mod twin;
