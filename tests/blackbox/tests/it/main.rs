@@ -6,5 +6,6 @@ mod cluster;
 mod config_cli;
 mod controller;
 mod link;
+mod mappers;
 mod offline;
 mod twin;
