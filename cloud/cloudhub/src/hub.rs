@@ -481,12 +481,20 @@ impl CloudHub {
             let hub = self.clone();
             self.inner.tracker.spawn(async move {
                 let limit = hub.inner.opts.limits.max_message;
-                let reply = match ke_transport::unix::read_message(&mut stream, limit).await {
-                    Ok(req) => match hub.request(req.clone(), hub.inner.opts.request_timeout).await {
-                        Ok(reply) => reply,
-                        Err(e) => error_from_hub(&req, &e.to_string()),
-                    },
-                    Err(e) => error_from_hub(&Message::default(), &format!("bad request: {e}")),
+                let answer = async {
+                    match ke_transport::unix::read_message(&mut stream, limit).await {
+                        Ok(req) => match hub.request(req.clone(), hub.inner.opts.request_timeout).await {
+                            Ok(reply) => reply,
+                            Err(e) => error_from_hub(&req, &e.to_string()),
+                        },
+                        Err(e) => error_from_hub(&Message::default(), &format!("bad request: {e}")),
+                    }
+                };
+                // A request still waiting for the edge (up to `request_timeout`; fire-and-forget
+                // messages never get a reply) must not hold up shutdown.
+                let reply = tokio::select! {
+                    _ = hub.inner.cancel.cancelled() => return,
+                    r = answer => r,
                 };
                 if let Err(e) = ke_transport::unix::write_message(&mut stream, &reply).await {
                     debug!(error = %e, "unix socket client went away before the reply");

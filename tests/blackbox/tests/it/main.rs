@@ -8,5 +8,6 @@ mod controller;
 mod devices;
 mod edged_k8s;
 mod link;
+mod mappers;
 mod offline;
 mod twin;
