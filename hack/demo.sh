@@ -154,6 +154,7 @@ done
 phase "deploy the sample web app"
 kubectl apply -f "$ROOT/hack/demo/web.yaml"
 kubectl rollout status deployment/web --timeout=120s
+kubectl wait --for=condition=Ready pod -l app=web --timeout=120s
 IP=$(kubectl get pods -l app=web -o jsonpath='{.items[0].status.podIP}')
 
 if [ -f "$ROOT/hack/demo/device.yaml" ]; then

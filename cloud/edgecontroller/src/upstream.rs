@@ -2,11 +2,12 @@
 //! queries (`shared/spec/edgecontroller-devicecontroller.md` §3), plus node readiness from
 //! CloudHub's connection events.
 //!
-//! Each edge message is handled in its own task, at most `Options::workers` at a time; the
-//! CloudHub event channel is read by one loop, so a slow API server applies back-pressure to
-//! CloudHub instead of growing a queue without bound.
+//! Each node's messages are handled in order on that node's lane (so a pod's older status report
+//! never overwrites a newer one), different nodes in parallel, at most `Options::workers` API
+//! calls at a time. Lanes are bounded, so a slow API server applies back-pressure to CloudHub
+//! instead of growing a queue without bound.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cloudhub::{CloudHub, HubEvent};
@@ -162,6 +163,8 @@ fn pod_finished(p: &PodStatus) -> bool {
     phase_done && none_running
 }
 
+type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 impl Upstream {
     /// A handler calling the API through `client` and replying through `hub`.
     pub fn new(client: Client, hub: CloudHub, opts: Options) -> Self {
@@ -169,23 +172,34 @@ impl Upstream {
     }
 
     /// Consumes CloudHub's events until the channel closes.
+    ///
+    /// Each node has its own lane: its messages are handled one after another in arrival order
+    /// (a pod's `Pending` report must not overtake its `Running` one), while different nodes proceed
+    /// in parallel, at most `workers` API calls at a time.
     pub async fn run(self, mut events: mpsc::Receiver<HubEvent>) {
         let sem = Arc::new(Semaphore::new(self.opts.workers.max(1)));
         let this = Arc::new(self);
+        let mut lanes: HashMap<String, mpsc::Sender<Job>> = HashMap::new();
         while let Some(ev) = events.recv().await {
-            let job: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match ev {
+            let (node, job): (String, Job) = match ev {
                 HubEvent::Upstream(m) => {
                     if m.source() == module::TWIN {
                         debug!(resource = %m.resource(), "twin message: for devicecontroller");
                         continue;
                     }
+                    let node = strip_node_prefix(m.resource())
+                        .map(|(n, _)| n.to_owned())
+                        .unwrap_or_default();
                     let t = this.clone();
-                    Box::pin(async move {
-                        let resource = m.resource().to_owned();
-                        if let Err(e) = t.handle(&m).await {
-                            warn!(%resource, operation = %m.operation(), "edge message failed: {e}");
-                        }
-                    })
+                    (
+                        node,
+                        Box::pin(async move {
+                            let resource = m.resource().to_owned();
+                            if let Err(e) = t.handle(&m).await {
+                                warn!(%resource, operation = %m.operation(), "edge message failed: {e}");
+                            }
+                        }),
+                    )
                 }
                 HubEvent::Connected(n) => {
                     info!(node = %n, "edge connected");
@@ -193,24 +207,40 @@ impl Upstream {
                 }
                 HubEvent::Disconnected(n) => {
                     let t = this.clone();
-                    Box::pin(async move {
-                        if let Err(e) = t.mark_disconnected(&n).await {
-                            warn!(node = %n, "cannot mark the node NotReady: {e}");
-                        }
-                    })
+                    let node = n.clone();
+                    (
+                        node,
+                        Box::pin(async move {
+                            if let Err(e) = t.mark_disconnected(&n).await {
+                                warn!(node = %n, "cannot mark the node NotReady: {e}");
+                            }
+                        }),
+                    )
                 }
                 HubEvent::Acked { node, message } => {
                     debug!(%node, resource = %message.resource(), "delivered");
                     continue;
                 }
             };
-            let Ok(permit) = sem.clone().acquire_owned().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                job.await;
-                drop(permit);
+            let lane = lanes.entry(node).or_insert_with(|| {
+                let (tx, mut rx) = mpsc::channel::<Job>(256);
+                let sem = sem.clone();
+                tokio::spawn(async move {
+                    while let Some(job) = rx.recv().await {
+                        let Ok(permit) = sem.clone().acquire_owned().await else {
+                            return;
+                        };
+                        job.await;
+                        drop(permit);
+                    }
+                });
+                tx
             });
+            // A full lane (slow API server) makes this loop wait: back-pressure reaches CloudHub
+            // instead of a queue growing without bound.
+            if lane.send(job).await.is_err() {
+                warn!("edgecontroller lane stopped: edge message dropped");
+            }
         }
     }
 
