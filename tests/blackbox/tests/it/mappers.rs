@@ -379,16 +379,45 @@ async fn modbus_mapper_with_edgecore_external_mosquitto() {
     broker.kill().await.unwrap();
 }
 
-/// `mapper-bluetooth` with the simulated CC2650 SensorTag: its watcher reads the twin from
-/// edgecore, drives the peripheral to the desired `io-data` and reports it as actual.
+/// `mapper-bluetooth` with the simulated CC2650 SensorTag against edgecore's embedded broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bluetooth_mapper_with_edgecore_internal_broker() {
+    let port = free_tcp_port();
+    let eventbus = format!("  eventbus:\n    mqttMode: 0\n    mqttServerInternal: tcp://127.0.0.1:{port}\n");
+    let mqtt = format!("  mode: 0\n  internal-server: tcp://127.0.0.1:{port}\n");
+    bluetooth_against_edgecore(&eventbus, &mqtt, port).await;
+}
+
+/// The same with edgecore and the mapper both on an external mosquitto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluetooth_mapper_with_edgecore_external_mosquitto() {
+    const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+    if !Path::new(MOSQUITTO).exists() {
+        eprintln!("SKIPPED: {MOSQUITTO} not installed (hack/test.sh installs it)");
+        return;
+    }
+    let port = free_tcp_port();
+    let mut broker = tokio::process::Command::new(MOSQUITTO)
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let eventbus = format!("  eventbus:\n    mqttMode: 2\n    mqttServerExternal: tcp://127.0.0.1:{port}\n");
+    let mqtt = format!("  mode: 1\n  server: tcp://127.0.0.1:{port}\n");
+    bluetooth_against_edgecore(&eventbus, &mqtt, port).await;
+    broker.kill().await.unwrap();
+}
+
+/// Its watcher reads the twin from edgecore, drives the peripheral to the desired `io-data` and
+/// reports it as actual. `mqtt` is the mapper config's `mqtt:` section body.
+async fn bluetooth_against_edgecore(eventbus: &str, mqtt: &str, port: u16) {
     const DEV: &str = "sensor-tag-instance-01";
     const IO_DATA: &str = "f000aa6504514000b000000000000000";
     let c = Cluster::new(&[NODE]);
-    let port = free_tcp_port();
-    let eventbus = format!("  eventbus:\n    mqttMode: 0\n    mqttServerInternal: tcp://127.0.0.1:{port}\n");
-    let (cloud, mut edge) = start(&c, &eventbus).await;
+    let (cloud, mut edge) = start(&c, eventbus).await;
     let obs = observer(port).await;
     add_device(&cloud, DEV, "io-data", "string", "Red").await;
     obs.wait(
@@ -405,9 +434,7 @@ async fn bluetooth_mapper_with_edgecore_internal_broker() {
         d.join("bt-config.yaml"),
         format!(
             "mqtt:
-  mode: 0
-  internal-server: tcp://127.0.0.1:{port}
-device-model-name: cc2650-sensortag
+{mqtt}device-model-name: cc2650-sensortag
 action-manager:
   actions:
     - name: IOConfiguration
