@@ -74,6 +74,8 @@ phase "Kubernetes control plane (first run builds it from Debian's source packag
 "$ROOT/hack/local-k8s.sh" up | tail -3
 eval "$("$ROOT/hack/local-k8s.sh" env)"
 
+"$ROOT/hack/ensure-toolchain.sh"
+
 phase "build cloudcore, edgecore, keadm (release)"
 cargo build --release --locked --bins 2>&1 | tail -1
 

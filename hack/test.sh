@@ -59,6 +59,8 @@ if ! "$KE_PYTHON" -c "import pymodbus, serial, sys; sys.exit(pymodbus.__version_
     "pymodbus==$PYMODBUS_VERSION" "pyserial==$PYSERIAL_VERSION"
 fi
 
+"$ROOT/hack/ensure-toolchain.sh"
+
 phase "format"
 cargo fmt --all -- --check
 
