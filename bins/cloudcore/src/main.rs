@@ -6,7 +6,7 @@
 //! whose source is `twin` to DeviceController (`modules.devicecontroller.enable`), everything
 //! else to EdgeController (`modules.edgecontroller.enable`) — v1.2's rule, spec message.md §8.
 //! Without an API server (both empty, not in a cluster) cloudcore runs the hub alone and logs
-//! edge traffic. synccontroller is not there yet.
+//! edge traffic. The synccontroller runs inside EdgeController (`edgecontroller::sync`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

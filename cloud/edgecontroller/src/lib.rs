@@ -13,7 +13,11 @@
 //!   (`insert nodestatus`), node status (`update nodestatus`), pod status (`update podstatus`,
 //!   single and bulk), node annotation updates and remote `query`s, answered with the v1.2 reply
 //!   shapes. `HubEvent::Disconnected` marks the node's `Ready` condition `Unknown` (no pod is
-//!   deleted: the edge keeps running its pods while offline).
+//!   deleted: the edge keeps running its pods while offline);
+//! * **reliable sync** ([`sync`]): `HubEvent::Acked` records each delivered object's version in
+//!   the ObjectSync `<node>.<uid>` (removed when a delete is acked), and every 5 s the
+//!   synccontroller sends `delete`/`update`/`insert` for objects the edge is missing or holds an
+//!   older version of (spec cloudhub-edgehub.md §7.2–§7.4).
 //!
 //! Routing: there is no cloud-side beehive; cloudcore hands the CloudHub event channel to
 //! [`EdgeController::run`] directly, and replies/objects go out through [`cloudhub::CloudHub::send`].
@@ -33,13 +37,14 @@
 //!
 //! Not done (yet): `kubeAPIConfig.qps`/`burst` (kube-rs has no client-side rate limiter; the
 //! values are read and ignored), `contentType` (JSON is always used), the per-handler
-//! `buffer`/`load` sizes (one bounded worker pool of the `load` total is used), ObjectSync
-//! bookkeeping on acks and the periodic resync (synccontroller).
+//! `buffer`/`load` sizes (one bounded worker pool of the `load` total is used),
+//! ClusterObjectSync (not used by v1.2.1 either).
 #![warn(missing_docs)]
 
 pub mod downstream;
 pub mod kubeclient;
 pub mod messages;
+pub mod sync;
 pub mod tracker;
 pub mod upstream;
 
@@ -161,9 +166,11 @@ impl EdgeController {
         cancel: CancellationToken,
     ) {
         let down = downstream::Downstream::new(client.clone(), hub.clone());
+        let resync = sync::SyncController::new(client.clone(), hub.clone());
         let up = upstream::Upstream::new(client, hub, opts);
         tokio::select! {
             () = down.run() => {}
+            () = resync.run() => {}
             () = up.run(events) => {}
             () = cancel.cancelled() => {}
         }

@@ -218,8 +218,17 @@ impl Upstream {
                     )
                 }
                 HubEvent::Acked { node, message } => {
-                    debug!(%node, resource = %message.resource(), "delivered");
-                    continue;
+                    // On the node's lane: an insert's ObjectSync is written before its delete's
+                    // removal.
+                    let t = this.clone();
+                    (
+                        node.clone(),
+                        Box::pin(async move {
+                            if let Err(e) = crate::sync::record_ack(&t.client, &node, &message).await {
+                                warn!(%node, resource = %message.resource(), "objectsync not recorded: {e}");
+                            }
+                        }),
+                    )
                 }
             };
             let lane = lanes.entry(node).or_insert_with(|| {

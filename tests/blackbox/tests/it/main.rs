@@ -10,4 +10,5 @@ mod edged_k8s;
 mod link;
 mod mappers;
 mod offline;
+mod sync;
 mod twin;

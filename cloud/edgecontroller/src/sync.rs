@@ -1,0 +1,324 @@
+//! Reliable sync: ObjectSync bookkeeping on acks and the periodic resync
+//! (`shared/spec/cloudhub-edgehub.md` §7.2–§7.4).
+//!
+//! * [`record_ack`]: when an edge acks a group-`resource` message whose content carries a UID,
+//!   a `delete` removes the ObjectSync `<node>.<uid>` and anything else creates/updates it in the
+//!   object's namespace with `spec.objectKind`/`objectName`/`objectAPIVersion: ""` and
+//!   `status.objectResourceVersion` = the message's `resourceversion`;
+//! * [`SyncController`]: every 5 s, for each ObjectSync of kind pod/configmap/secret/service/
+//!   endpoints, a `delete` (stub content) when the object is gone, an `update` when its
+//!   resourceVersion is numerically newer than the recorded one; and an `insert` for every pod
+//!   bound to an edge node that has no ObjectSync.
+//!
+//! ClusterObjectSync and devices are not synced (neither are they in v1.2.1).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cloudhub::CloudHub;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use ke_core::Message;
+use ke_core::names::{group, op};
+use ke_core::resource::{Resource, kind, strip_node_prefix};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use crate::downstream::EDGE_NODE_LABEL;
+use crate::messages;
+use crate::{Error, Result};
+
+/// How often [`SyncController`] compares ObjectSyncs with Kubernetes.
+pub const PERIOD: Duration = Duration::from_secs(5);
+
+/// `objectsyncs.reliablesyncs.kubeedge.io/v1alpha1`.
+pub fn object_sync_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("reliablesyncs.kubeedge.io", "v1alpha1", "ObjectSync"),
+        "objectsyncs",
+    )
+}
+
+/// ObjectSync name: `<node>.<uid>`.
+pub fn object_sync_name(node: &str, uid: &str) -> String {
+    format!("{node}.{uid}")
+}
+
+/// Node and object UID of an ObjectSync name: split at the last `.`.
+pub fn split_sync_name(name: &str) -> Option<(&str, &str)> {
+    name.rsplit_once('.')
+        .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+}
+
+/// Numeric resourceVersion comparison: `current` is newer than `recorded`. When either is not a
+/// number, any different non-empty `current` counts as newer.
+pub fn is_newer(current: &str, recorded: &str) -> bool {
+    match (current.parse::<u64>(), recorded.parse::<u64>()) {
+        (Ok(c), Ok(r)) => c > r,
+        _ => !current.is_empty() && current != recorded,
+    }
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Api { what, source }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Records an edge's ack of `message` (cloud-side resource `node/<node>/<ns>/<kind>/<name>`) in
+/// ObjectSync `<node>.<uid>`. Messages without a UID in their content (lists, replies) are ignored.
+pub async fn record_ack(client: &Client, node: &str, message: &Message) -> Result<()> {
+    if message.group() != group::RESOURCE || message.operation() == op::RESPONSE {
+        return Ok(());
+    }
+    let Some(uid) = message
+        .content
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(());
+    };
+    let edge_res = strip_node_prefix(message.resource())
+        .map(|(_, r)| r)
+        .unwrap_or(message.resource());
+    let Some(r) = Resource::parse(edge_res).filter(|r| !r.name.is_empty()) else {
+        return Ok(());
+    };
+    let ar = object_sync_resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), r.namespace, &ar);
+    let name = object_sync_name(node, uid);
+    if message.operation() == op::DELETE {
+        return match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(api_err(format!("delete objectsync {}/{name}", r.namespace))(e)),
+        };
+    }
+    let rv = &message.header.resource_version;
+    let mut obj = DynamicObject::new(&name, &ar).within(r.namespace);
+    obj.data = json!({
+        "spec": {"objectKind": r.kind, "objectName": r.name, "objectAPIVersion": ""},
+    });
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => {}
+        Err(e) if is_status(&e, 409) => {}
+        Err(e) => return Err(api_err(format!("create objectsync {}/{name}", r.namespace))(e)),
+    }
+    let status = json!({"status": {"objectResourceVersion": rv}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .map_err(api_err(format!(
+            "update objectsync {}/{name} status",
+            r.namespace
+        )))?;
+    debug!(%node, objectsync = %name, %rv, "recorded delivery");
+    Ok(())
+}
+
+/// The Kubernetes resource behind an ObjectSync's `spec.objectKind`.
+fn kind_resource(k: &str) -> Option<ApiResource> {
+    let (kind_name, plural) = match k {
+        kind::POD => ("Pod", "pods"),
+        kind::CONFIGMAP => ("ConfigMap", "configmaps"),
+        kind::SECRET => ("Secret", "secrets"),
+        kind::SERVICE => ("Service", "services"),
+        kind::ENDPOINTS => ("Endpoints", "endpoints"),
+        _ => return None,
+    };
+    Some(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("", "v1", kind_name),
+        plural,
+    ))
+}
+
+fn to_content<T: serde::Serialize>(o: &T, name: &str) -> Result<Value> {
+    serde_json::to_value(o).map_err(|e| Error::Content {
+        resource: name.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The periodic resync.
+pub struct SyncController {
+    client: Client,
+    hub: CloudHub,
+}
+
+impl std::fmt::Debug for SyncController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncController").finish_non_exhaustive()
+    }
+}
+
+impl SyncController {
+    /// A controller over `client` sending through `hub`.
+    pub fn new(client: Client, hub: CloudHub) -> Self {
+        Self { client, hub }
+    }
+
+    /// Runs [`Self::sync_once`] every [`PERIOD`], forever.
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.sync_once().await {
+                warn!("synccontroller: {e}");
+            }
+        }
+    }
+
+    fn send(&self, m: Message) {
+        let resource = m.resource().to_owned();
+        if let Err(source) = self.hub.send(m) {
+            warn!("synccontroller: {}", Error::Hub { resource, source });
+        }
+    }
+
+    /// One pass: deletes for vanished objects, updates for newer ones, inserts for unsynced pods.
+    pub async fn sync_once(&self) -> Result<()> {
+        let syncs: Api<DynamicObject> = Api::all_with(self.client.clone(), &object_sync_resource());
+        let list = syncs
+            .list(&ListParams::default())
+            .await
+            .map_err(api_err("list objectsyncs"))?;
+        let mut known: HashSet<String> = HashSet::new();
+        for s in &list.items {
+            let name = s.name_any();
+            if let Err(e) = self.sync_one(s, &name).await {
+                warn!(objectsync = %name, "synccontroller: {e}");
+            }
+            known.insert(name);
+        }
+
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let edge: HashSet<String> = nodes
+            .list(&ListParams::default().labels(EDGE_NODE_LABEL))
+            .await
+            .map_err(api_err("list edge nodes"))?
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        if edge.is_empty() {
+            return Ok(());
+        }
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let pods = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(api_err("list pods"))?;
+        for p in &pods.items {
+            let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+                continue;
+            };
+            let Some(uid) = p.metadata.uid.as_deref() else {
+                continue;
+            };
+            // A pod being deleted is left to the watch: its delete goes out once it is gone.
+            if !edge.contains(node)
+                || known.contains(&object_sync_name(node, uid))
+                || p.metadata.deletion_timestamp.is_some()
+            {
+                continue;
+            }
+            let name = p.name_any();
+            let ns = p.namespace().unwrap_or_default();
+            let rv = p.resource_version().unwrap_or_default();
+            debug!(%node, pod = %format!("{ns}/{name}"), "pod without objectsync: insert sent");
+            let content = to_content(p, &name)?;
+            self.send(messages::object(
+                node,
+                op::INSERT,
+                &ns,
+                kind::POD,
+                &name,
+                &rv,
+                content,
+            ));
+        }
+        Ok(())
+    }
+
+    async fn sync_one(&self, s: &DynamicObject, name: &str) -> Result<()> {
+        let Some((node, uid)) = split_sync_name(name) else {
+            return Ok(());
+        };
+        let ns = s.namespace().unwrap_or_default();
+        let str_at = |section: &str, k: &str| {
+            s.data
+                .get(section)
+                .and_then(|v| v.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (k, obj_name) = (str_at("spec", "objectKind"), str_at("spec", "objectName"));
+        let recorded = str_at("status", "objectResourceVersion");
+        let Some(ar) = kind_resource(&k) else {
+            return Ok(());
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
+        let current = api
+            .get_opt(&obj_name)
+            .await
+            .map_err(api_err(format!("get {k} {ns}/{obj_name}")))?;
+        match current {
+            None => {
+                debug!(objectsync = %name, "object gone: delete sent");
+                let stub = messages::stub(&ns, &obj_name, uid);
+                self.send(messages::object(
+                    node,
+                    op::DELETE,
+                    &ns,
+                    &k,
+                    &obj_name,
+                    &recorded,
+                    stub,
+                ));
+            }
+            Some(o) => {
+                let rv = o.resource_version().unwrap_or_default();
+                if is_newer(&rv, &recorded) {
+                    debug!(objectsync = %name, %rv, %recorded, "object newer: update sent");
+                    let content = to_content(&o, &obj_name)?;
+                    self.send(messages::object(
+                        node,
+                        op::UPDATE,
+                        &ns,
+                        &k,
+                        &obj_name,
+                        &rv,
+                        content,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_versions() {
+        assert_eq!(object_sync_name("edge-1", "abc-123"), "edge-1.abc-123");
+        assert_eq!(split_sync_name("edge.a.b.uid"), Some(("edge.a.b", "uid")));
+        assert_eq!(split_sync_name("nodot"), None);
+        assert!(is_newer("10", "9"));
+        assert!(!is_newer("9", "10"));
+        assert!(!is_newer("10", "10"));
+        assert!(is_newer("10", ""));
+        assert_eq!(object_sync_resource().plural, "objectsyncs");
+        assert!(kind_resource("pod").is_some());
+        assert!(kind_resource("node").is_none());
+    }
+}

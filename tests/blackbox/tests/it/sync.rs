@@ -1,0 +1,121 @@
+//! Reliable sync against the real local Kubernetes control plane: ObjectSync bookkeeping on acks
+//! and the synccontroller's resync after an edge missed a delete (spec cloudhub-edgehub.md §7.2–§7.4).
+
+use std::time::Duration;
+
+use ke_testkit::eventually;
+use ke_testkit::k8s::LocalK8s;
+
+use crate::cluster::{Cluster, wait_metric};
+
+const T: Duration = Duration::from_secs(60);
+
+/// `status.objectResourceVersion` of ObjectSync `name` in `ns`, `None` when it does not exist.
+fn object_sync_rv(k8s: &LocalK8s, ns: &str, name: &str) -> Option<String> {
+    let o = k8s.kubectl(&[
+        "get",
+        "objectsyncs.reliablesyncs.kubeedge.io",
+        name,
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.objectKind}/{.spec.objectName}/{.status.objectResourceVersion}",
+    ]);
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+#[tokio::test]
+async fn objectsync_records_delivery_and_resync_deletes_what_the_edge_missed() {
+    let Some(k8s) = LocalK8s::shared() else { return };
+    let id = std::process::id();
+    let (node, ns) = (format!("sync-edge-{id}"), format!("sync-{id}"));
+    let c = Cluster::new(&[&node]);
+    let mut cloud = c.cloud_with("", Some(&k8s.cloudcore_kubeconfig));
+    let mut edge = c.edge(&node, &cloud, false);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "edge connected",
+    )
+    .await;
+    k8s.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  labels: {{node-role.kubernetes.io/edge: \"\"}}\n"
+    ));
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  nodeName: {node}\n  automountServiceAccountToken: false\n  containers: [{{name: c, image: nginx}}]\n"
+    );
+    eventually(T, "pod accepted", || {
+        let ok = k8s.try_apply(&pod).is_ok();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let key = format!("{ns}/pod/web");
+    eventually(T, "pod row at the edge", || {
+        let row = edge.meta(&key);
+        async move { row }
+    })
+    .await;
+
+    // The ack is recorded: ObjectSync `<node>.<uid>` with the pod's current resourceVersion.
+    let uid = k8s.kubectl_ok(&["get", "pod", "web", "-n", &ns, "-o", "jsonpath={.metadata.uid}"]);
+    let sync_name = format!("{node}.{}", uid.trim());
+    eventually(T, "objectsync with the pod's resourceVersion", || {
+        let rv = k8s.kubectl_ok(&[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ]);
+        let got = object_sync_rv(&k8s, &ns, &sync_name);
+        let want = format!("pod/web/{}", rv.trim());
+        async move { got.filter(|g| *g == want) }
+    })
+    .await;
+
+    // The edge goes away; the pod is deleted meanwhile.
+    edge.daemon.stop();
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 0.0,
+        "edge gone",
+    )
+    .await;
+    k8s.kubectl_ok(&["delete", "pod", "web", "-n", &ns, "--grace-period=0", "--force"]);
+    eventually(T, "pod gone from Kubernetes", || {
+        let gone = !k8s.kubectl(&["get", "pod", "web", "-n", &ns]).status.success();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    // cloudcore restarts with an empty queue store: the queued delete is lost, only the
+    // synccontroller (ObjectSync without its object) can bring it to the edge.
+    cloud.daemon.stop();
+    for f in [
+        "cloudhub-queue.db",
+        "cloudhub-queue.db-wal",
+        "cloudhub-queue.db-shm",
+    ] {
+        let _ = std::fs::remove_file(c.path().join(f));
+    }
+    cloud.restart(c.path());
+    let edge = c.edge(&node, &cloud, false);
+    eventually(T, "pod row removed at the edge", || {
+        let gone = edge.meta(&key).is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    eventually(T, "objectsync removed once the delete is acked", || {
+        let gone = object_sync_rv(&k8s, &ns, &sync_name).is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+
+    let _ = k8s.kubectl(&["delete", "node", &node, "--wait=false"]);
+    let _ = k8s.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
