@@ -50,6 +50,8 @@ if [ "${1:-up}" = down ]; then
   phase "stop edgecore and cloudcore"
   stop_pid "$DEMO/edgecore.pid" "$BIN/edgecore"
   stop_pid "$DEMO/cloudcore.pid" "$BIN/cloudcore"
+  # Whatever the cloud could not delete (e.g. the control plane was already gone) leaves the runtime too.
+  [ -x "$BIN/keadm" ] && "$BIN/keadm" reset --node "$NODE"
   phase "stop the control plane"
   "$ROOT/hack/local-k8s.sh" down
   phase "demo stopped (state kept in $DEMO; remove it to start from scratch)"

@@ -1,9 +1,11 @@
 //! keadm: install and manage KubeEdge cloud and edge nodes.
 //!
-//! Subcommands so far: `certgen` (CA, cloudcore server certificate, node certificates) and
-//! `version`. `init`, `join`, `gettoken` and `reset` come with the installer work.
+//! Subcommands so far: `certgen` (CA, cloudcore server certificate, node certificates), `reset`
+//! (an edge node's pods out of the container runtime) and `version`. `init`, `join`, `gettoken` and
+//! the rest of `reset` (processes, units, files) come with the installer work.
 
 mod certgen;
+mod reset;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +21,9 @@ struct Cli {
 enum Command {
     /// Generate the CA and certificates for cloudcore and edge nodes.
     Certgen(certgen::Args),
+    /// Remove an edge node's pods from the container runtime (sandboxes, containers, pod cgroups and
+    /// logs), without needing the cloud or Kubernetes.
+    Reset(reset::Args),
     /// Print the version.
     Version,
 }
@@ -27,6 +32,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Certgen(a) => certgen::run(a),
+        Command::Reset(a) => reset::run(a),
         Command::Version => {
             println!(
                 "KubeEdge-rs v{} (wire-compatible with KubeEdge v1.2)",
