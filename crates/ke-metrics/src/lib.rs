@@ -2,16 +2,18 @@
 //!
 //! Each daemon builds one [`prometheus_client::registry::Registry`], lets its components register
 //! their metrics, and calls [`serve`]. The endpoint is a deliberately tiny HTTP/1.1 responder
-//! (`GET /metrics`, `GET /healthz`, anything else 404, one request per connection): pulling in a web
-//! framework for one text page would cost more memory than all our metrics.
+//! (`GET /metrics`, `GET /healthz`, anything else 404, one request per connection; see [`http`],
+//! which edged's read-only endpoint uses too): pulling in a web framework for one text page would
+//! cost more memory than all our metrics.
 #![warn(missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+pub mod http;
+
+use http::Response;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// Errors of the metrics endpoint.
@@ -41,83 +43,35 @@ pub fn render(registry: &SharedRegistry) -> String {
     out
 }
 
-/// Binds `addr` and serves until `cancel` fires. Returns the bound address.
+/// Binds `addr` and serves `/metrics` and `/healthz` until `cancel` fires. Returns the bound address.
 pub async fn serve(
     addr: &str,
     registry: SharedRegistry,
     cancel: CancellationToken,
 ) -> Result<SocketAddr, Error> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+    http::serve(addr, cancel, move |req| {
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/metrics") => Response::ok(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                render(&registry),
+            ),
+            ("GET", "/healthz") => Response::ok("text/plain", "ok"),
+            _ => Response::not_found("not found\n"),
+        }
+    })
+    .await
+    .map_err(|source| Error::Bind {
         addr: addr.to_owned(),
         source,
-    })?;
-    let local = listener.local_addr().map_err(|source| Error::Bind {
-        addr: addr.to_owned(),
-        source,
-    })?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let registry = registry.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = answer(stream, &registry).await {
-                                tracing::debug!(error = %e, "metrics request failed");
-                            }
-                        });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "metrics accept failed"),
-                },
-            }
-        }
-    });
-    Ok(local)
-}
-
-async fn answer(mut stream: TcpStream, registry: &SharedRegistry) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let read = async {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), read)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request header timeout"))??;
-    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, ctype, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            render(registry),
-        ),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok".to_owned()),
-        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     #[tokio::test]
     async fn serves_metrics_and_404() {

@@ -1,14 +1,13 @@
 //! The read-only HTTP endpoint (`shared/spec/edged.md` §9): `/pods` answers a `v1.PodList` of the
 //! pods edged runs, each with its last computed status; `/healthz` answers `ok`. A small
-//! hand-rolled HTTP/1.1 responder (one request per connection), like `ke-metrics`.
+//! HTTP/1.1 responder shared with `/metrics` (`ke_metrics::http`, one request per connection).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1 as k8s;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use ke_metrics::http::Response;
 use tokio_util::sync::CancellationToken;
 
 /// The pods edged runs, by `namespace/name`, with their last status.
@@ -51,59 +50,11 @@ pub(crate) async fn serve(
     pods: PodTable,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let pods = pods.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = answer(stream, &pods).await {
-                                tracing::debug!(error = %e, "read-only endpoint request failed");
-                            }
-                        });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "read-only endpoint accept failed"),
-                },
-            }
-        }
-    });
-    Ok(local)
-}
-
-async fn answer(mut stream: TcpStream, pods: &PodTable) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let read = async {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), read)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request header timeout"))??;
-    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let path = line.split_whitespace().nth(1).unwrap_or("");
     // v1.2 answers /pods for any method.
-    let (status, ctype, body) = match path.split('?').next().unwrap_or("") {
-        "/pods" | "/pods/" => ("200 OK", "application/json", pods.pod_list()),
-        "/healthz" => ("200 OK", "text/plain", "ok".to_owned()),
-        _ => ("404 Not Found", "text/plain", "404 page not found\n".to_owned()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    ke_metrics::http::serve(addr, cancel, move |req| match req.path.as_str() {
+        "/pods" | "/pods/" => Response::ok("application/json", pods.pod_list()),
+        "/healthz" => Response::ok("text/plain", "ok"),
+        _ => Response::not_found("404 page not found\n"),
+    })
+    .await
 }
