@@ -335,6 +335,22 @@ fn warn_once(flag: &AtomicBool, cert: &CertificateDer<'_>, what: &str) {
     }
 }
 
+/// Handshake signature of a stock KubeEdge v1.2 X.509 **v1** certificate, which webpki refuses to
+/// parse: checked here with the provider's algorithms. `None` for any other certificate, which the
+/// wrapped webpki verifier handles.
+fn v1_signature(
+    trust: &Trust,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    tls13: bool,
+) -> Option<Result<HandshakeSignatureValid, rustls::Error>> {
+    der::is_v1_cert(cert).then(|| {
+        chain::verify_handshake_signature(&trust.supported, message, cert, dss, tls13)
+            .map(|()| HandshakeSignatureValid::assertion())
+    })
+}
+
 /// Verifies edge client certificates for cloudhub.
 struct NodeCertVerifier {
     inner: Arc<dyn ClientCertVerifier>,
@@ -385,11 +401,10 @@ impl ClientCertVerifier for NodeCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if der::is_v1_cert(cert) {
-            chain::verify_handshake_signature(&self.trust.supported, message, cert, dss, false)?;
-            return Ok(HandshakeSignatureValid::assertion());
+        match v1_signature(&self.trust, message, cert, dss, false) {
+            Some(checked) => checked,
+            None => self.inner.verify_tls12_signature(message, cert, dss),
         }
-        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -398,11 +413,10 @@ impl ClientCertVerifier for NodeCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if der::is_v1_cert(cert) {
-            chain::verify_handshake_signature(&self.trust.supported, message, cert, dss, true)?;
-            return Ok(HandshakeSignatureValid::assertion());
+        match v1_signature(&self.trust, message, cert, dss, true) {
+            Some(checked) => checked,
+            None => self.inner.verify_tls13_signature(message, cert, dss),
         }
-        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -471,11 +485,10 @@ impl ServerCertVerifier for CloudCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if der::is_v1_cert(cert) {
-            chain::verify_handshake_signature(&self.trust.supported, message, cert, dss, false)?;
-            return Ok(HandshakeSignatureValid::assertion());
+        match v1_signature(&self.trust, message, cert, dss, false) {
+            Some(checked) => checked,
+            None => self.inner.verify_tls12_signature(message, cert, dss),
         }
-        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -484,11 +497,10 @@ impl ServerCertVerifier for CloudCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if der::is_v1_cert(cert) {
-            chain::verify_handshake_signature(&self.trust.supported, message, cert, dss, true)?;
-            return Ok(HandshakeSignatureValid::assertion());
+        match v1_signature(&self.trust, message, cert, dss, true) {
+            Some(checked) => checked,
+            None => self.inner.verify_tls13_signature(message, cert, dss),
         }
-        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
