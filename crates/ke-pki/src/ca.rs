@@ -543,21 +543,11 @@ mod tests {
         let chain = vec![der.clone()];
         let key = crate::load::key_from_pem(req.key_pem.as_bytes(), "k").unwrap();
         crate::tls::certified_key(chain, key).unwrap();
-        crate::verify::verify_leaf_pem(pem_cert(&der).as_bytes(), ca.cert_pem().as_bytes()).unwrap();
-    }
-
-    fn pem_cert(der: &[u8]) -> String {
-        use base64::Engine;
-        let b = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<_> = b
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            lines.join("\n")
+        crate::verify::verify_leaf_pem(
+            crate::certgen::cert_pem(&der).as_bytes(),
+            ca.cert_pem().as_bytes(),
         )
+        .unwrap();
     }
 
     #[test]
