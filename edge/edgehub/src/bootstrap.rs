@@ -244,13 +244,7 @@ pub async fn ensure_certificates(opts: &BootstrapOptions) -> Result<Outcome> {
     ke_pki::tls::certified_key(vec![cert.clone()], key)
         .map_err(|e| bad(format!("it does not carry the key we sent: {e}")))?;
     let info = ke_pki::verify::cert_info(&cert, "<issued certificate>").map_err(|e| bad(e.to_string()))?;
-    let now = time::OffsetDateTime::now_utc();
-    if info.not_before > now {
-        return Err(Error::ClockSkew {
-            not_before: info.not_before.to_string(),
-            now: now.to_string(),
-        });
-    }
+    check_clock(&info, time::OffsetDateTime::now_utc())?;
     ke_pki::certgen::write_bootstrap_files(
         &ca_der,
         &opts.ca_file,
@@ -267,6 +261,18 @@ pub async fn ensure_certificates(opts: &BootstrapOptions) -> Result<Outcome> {
         "certificate bootstrap done"
     );
     Ok(Outcome::Fetched)
+}
+
+/// Refuses a certificate that is not yet valid at `now` (the edge's clock is behind the cloud's by more
+/// than the issuer's back-dating).
+fn check_clock(info: &ke_pki::verify::CertInfo, now: time::OffsetDateTime) -> Result<()> {
+    if info.not_before > now {
+        return Err(Error::ClockSkew {
+            not_before: info.not_before.to_string(),
+            now: now.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn local_tls(server: &str, e: ke_pki::tls::Error) -> Error {
@@ -377,6 +383,19 @@ fn parse_response(resp: &[u8]) -> Option<(u16, Vec<u8>)> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_from_the_future_is_clock_skew() {
+        let ca = ke_pki::Ca::create("t").unwrap();
+        let pair = ca.issue_node("n1").unwrap();
+        let info = ke_pki::verify::cert_info(&pair.cert_der().unwrap(), "c").unwrap();
+        check_clock(&info, time::OffsetDateTime::now_utc()).unwrap();
+        // An edge clock two hours behind the cloud's (certificates are back-dated by one hour).
+        let behind = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+        let e = check_clock(&info, behind).unwrap_err();
+        assert!(matches!(e, Error::ClockSkew { .. }), "{e}");
+        assert!(e.to_string().contains("fix the clock"), "{e}");
+    }
 
     #[test]
     fn responses_parse() {
