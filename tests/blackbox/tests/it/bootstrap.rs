@@ -103,10 +103,15 @@ async fn edge_joins_with_only_a_token_and_bad_tokens_are_refused() {
     let Some(k8s) = LocalK8s::shared() else { return };
     // The token Secret's RBAC (namespace kubeedge, Role cloudcore-tokensecret), also applied by `up`.
     k8s.apply(include_str!("../../../../build/rbac/cloudcore.yaml"));
+    // A token of another cluster sits in the Secret: cloudcore must replace it.
+    let stale = TokenKey::from_ca(&Ca::create("stale").unwrap()).issue(Duration::from_secs(3600));
+    k8s.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: tokensecret, namespace: kubeedge}}\nstringData: {{tokendata: \"{stale}\"}}\n"
+    ));
     let c = Cluster::new(&[]);
     let https = free_tcp_port();
     let ca_key = c.pki.dir.join("ca/rootCA.key");
-    let cloud = c.cloud_with(
+    let mut cloud = c.cloud_with(
         &format!(
             "    tlsCAKeyFile: {}\n    https:\n      enable: true\n      address: 127.0.0.1\n      port: {https}\n",
             ca_key.display()
@@ -117,8 +122,7 @@ async fn edge_joins_with_only_a_token_and_bad_tokens_are_refused() {
     let our_hash = ca_hash(ca.cert_der());
     let key = TokenKey::from_ca(&ca);
 
-    // cloudcore publishes a token of its CA; `keadm gettoken` prints it (the Secret may still hold
-    // another cluster's token for a moment).
+    // cloudcore publishes a token of its CA in place of the stale one; `keadm gettoken` prints it.
     let token = eventually(T, "keadm gettoken prints this cloud's token", || {
         let t = gettoken(&k8s.admin_kubeconfig).ok();
         let want = our_hash.clone();
@@ -152,6 +156,27 @@ async fn edge_joins_with_only_a_token_and_bad_tokens_are_refused() {
     );
     assert!(
         edge1.log().contains("certificate bootstrap done"),
+        "{}",
+        edge1.log()
+    );
+
+    // A cloudcore restart keeps the published token (more than half its validity left), and an
+    // edge restart with its files present fetches nothing.
+    cloud.restart(c.path());
+    let mut edge1 = edge1;
+    edge1.stop();
+    let (edge1, _) = edge(&c, &node, &cloud.ws, https, &token);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "edge 1 back",
+    )
+    .await;
+    assert_eq!(gettoken(&k8s.admin_kubeconfig).unwrap(), token);
+    assert_eq!(
+        edge1.log().matches("certificate bootstrap done").count(),
+        1,
         "{}",
         edge1.log()
     );
@@ -195,4 +220,23 @@ async fn edge_joins_with_only_a_token_and_bad_tokens_are_refused() {
     )
     .await;
     drop(edge1);
+}
+
+#[tokio::test]
+async fn https_without_a_kubernetes_api_is_a_clear_start_up_error() {
+    let c = Cluster::new(&[]);
+    let cloud = c.cloud_with(
+        &format!(
+            "    tlsCAKeyFile: {}\n    https:\n      enable: true\n      address: 127.0.0.1\n      port: {}\n",
+            c.pki.dir.join("ca/rootCA.key").display(),
+            free_tcp_port()
+        ),
+        None,
+    );
+    let log = exited(cloud.daemon, "cloudcore without an API server exits").await;
+    assert!(
+        log.contains("modules.cloudhub.https needs the Kubernetes API")
+            && log.contains("https.enable: false"),
+        "{log}"
+    );
 }
