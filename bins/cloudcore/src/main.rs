@@ -7,6 +7,11 @@
 //! else to EdgeController (`modules.edgecontroller.enable`) — v1.2's rule, spec message.md §8.
 //! Without an API server (both empty, not in a cluster) cloudcore runs the hub alone and logs
 //! edge traffic. The synccontroller runs inside EdgeController (`edgecontroller::sync`).
+//!
+//! With `modules.cloudhub.https.enable` (v1.3 certificate bootstrap) cloudcore also serves
+//! `/ca.crt` and `/edge.crt` on `https.address:https.port` (`cloudhub::https`, CA from `tlsCAFile` +
+//! `tlsCAKeyFile`) and keeps the bootstrap token in the Secret `kubeedge/tokensecret`
+//! (`cloudhub::tokensecret`); that needs the Kubernetes API. With it off, neither runs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -127,6 +132,11 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
         None
     };
 
+    let mut tasks = Vec::new();
+    if hub_cfg.enable && hub_cfg.https.enable {
+        tasks.push(start_cert_bootstrap(&cfg, cancel.clone()).await?);
+    }
+
     let ec = &cfg.modules.edgecontroller;
     let dc = &cfg.modules.devicecontroller;
     let client = if (ec.enable || dc.enable) && hub.is_some() {
@@ -136,7 +146,6 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut tasks = Vec::new();
     match (client, hub.clone()) {
         (Some(client), Some(hub)) => {
             let (ec_tx, ec_rx) = mpsc::channel(4096);
@@ -186,6 +195,45 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
         t.abort();
     }
     Ok(())
+}
+
+/// `modules.cloudhub.https`: the certificate-bootstrap endpoint and the token Secret it needs.
+async fn start_cert_bootstrap(
+    cfg: &CloudCoreConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let hub = &cfg.modules.cloudhub;
+    let ca = ke_pki::Ca::load(hub.tls_ca_file.as_ref(), hub.tls_ca_key_file.as_ref()).context(
+        "certificate bootstrap (modules.cloudhub.https) needs the CA: modules.cloudhub.tlsCAFile and tlsCAKeyFile",
+    )?;
+    let key = Arc::new(ke_pki::token::TokenKey::from_ca(&ca));
+    let tls =
+        ke_pki::tls::bootstrap_server_config(hub.tls_cert_file.as_ref(), hub.tls_private_key_file.as_ref())
+            .context("loading cloudhub's server certificate for modules.cloudhub.https")?;
+    let client = edgecontroller::kubeclient::client(&cfg.kube_api_config)
+        .await
+        .context("certificate bootstrap: Kubernetes client from kubeAPIConfig")?
+        .context(
+            "modules.cloudhub.https needs the Kubernetes API to publish the token in Secret kubeedge/tokensecret: \
+             set kubeAPIConfig.kubeConfig or master, or set modules.cloudhub.https.enable: false",
+        )?;
+    let at = cloudhub::https::serve(
+        cloudhub::https::CertServerOptions {
+            listen: listen_addr(&hub.https.address, hub.https.port, "modules.cloudhub.https")?,
+            tls,
+            ca: Arc::new(ca),
+            token_key: key.clone(),
+        },
+        cancel.clone(),
+    )
+    .await?;
+    info!(%at, "certificate bootstrap at https://{at} (GET /ca.crt, GET /edge.crt with a token)");
+    Ok(tokio::spawn(cloudhub::tokensecret::run(
+        client,
+        key,
+        ke_pki::token::DEFAULT_VALIDITY,
+        cancel,
+    )))
 }
 
 /// The cloud's message router: an edge message whose source is `twin` goes to devicecontroller

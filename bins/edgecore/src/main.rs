@@ -6,6 +6,12 @@
 //! (`edged`, pods on the CRI runtime at `modules.edged.remoteRuntimeEndpoint`; needs `runtimeType: remote`)
 //! and EventBus (`eventbus`, MQTT per `mqttMode`). The others (edgemesh, servicebus) join the same `Core` as
 //! they land.
+//!
+//! Certificate bootstrap (v1.3): with `modules.edgehub.token` set and `tlsCaFile`, `tlsCertFile` or
+//! `tlsPrivateKeyFile` missing, edgecore first fetches the CA (pinned by the token's hash) and a
+//! certificate for `hostnameOverride` from `modules.edgehub.httpServer`, writes the files, then starts
+//! as usual; any failure (bad/expired token, hash mismatch, unreachable cloud, clock skew) stops it with
+//! the reason.
 
 use std::sync::{Arc, Mutex};
 
@@ -101,6 +107,32 @@ fn edgehub_options(cfg: &EdgeCoreConfig) -> anyhow::Result<EdgeHubOptions> {
     })
 }
 
+/// With `modules.edgehub.token` set and a TLS file missing, fetches the CA and this node's
+/// certificate from `modules.edgehub.httpServer` (v1.3 certificate bootstrap, `edgehub::bootstrap`).
+async fn bootstrap_certificates(cfg: &EdgeCoreConfig) -> anyhow::Result<()> {
+    let h = &cfg.modules.edgehub;
+    if h.token.is_empty() {
+        return Ok(());
+    }
+    let (server_host, server_port) = h
+        .http_server_addr()
+        .context("modules.edgehub.httpServer must be https://host[:port]")?;
+    let opts = edgehub::bootstrap::BootstrapOptions {
+        token: h.token.clone(),
+        server_host,
+        server_port,
+        node: cfg.modules.edged.hostname_override.clone(),
+        ca_file: h.tls_ca_file.clone().into(),
+        cert_file: h.tls_cert_file.clone().into(),
+        key_file: h.tls_private_key_file.clone().into(),
+        timeout: std::time::Duration::from_secs(30),
+    };
+    edgehub::bootstrap::ensure_certificates(&opts)
+        .await
+        .context("certificate bootstrap with modules.edgehub.token")?;
+    Ok(())
+}
+
 /// `modules.edged` as edged options; refuses what this edged cannot run (dockershim).
 fn edged_options(cfg: &EdgeCoreConfig) -> anyhow::Result<EdgedOptions> {
     let e = &cfg.modules.edged;
@@ -144,6 +176,7 @@ async fn run(cfg: EdgeCoreConfig) -> anyhow::Result<()> {
         info!(%at, "metrics at http://{at}/metrics");
     }
     if cfg.modules.edgehub.enable {
+        bootstrap_certificates(&cfg).await?;
         core.register(EdgeHub::new(edgehub_options(&cfg)?, hub_metrics))?;
     }
     let mm = &cfg.modules.metamanager;

@@ -5,6 +5,7 @@
 //! the rest of `reset` (processes, units, files) come with the installer work.
 
 mod certgen;
+mod gettoken;
 mod reset;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Generate the CA and certificates for cloudcore and edge nodes.
     Certgen(certgen::Args),
+    /// Print the bootstrap token edges join with (from the Secret kubeedge/tokensecret).
+    Gettoken(gettoken::Args),
     /// Remove an edge node's pods from the container runtime (sandboxes, containers, pod cgroups and
     /// logs), without needing the cloud or Kubernetes.
     Reset(reset::Args),
@@ -32,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Certgen(a) => certgen::run(a),
+        Command::Gettoken(a) => gettoken::run(a),
         Command::Reset(a) => reset::run(a),
         Command::Version => {
             println!(

@@ -29,12 +29,18 @@
 //!   instead of giving up after four tries (see [`queue`]), and across cloudcore restarts when a
 //!   `queueStore` file is configured (see [`persist`]).
 //!
+//! Certificate bootstrap (KubeEdge v1.3, `modules.cloudhub.https`): [`https`] serves `/ca.crt` and
+//! `/edge.crt` (a node certificate for a CSR, with a bearer token) and [`tokensecret`] keeps the
+//! current token in the Secret `kubeedge/tokensecret` for `keadm gettoken`.
+//!
 //! Start reading at [`CloudHub::start`]; sessions live in `hub.rs`.
 #![warn(missing_docs)]
 
+pub mod https;
 mod hub;
 pub mod metrics;
 pub mod persist;
 pub mod queue;
+pub mod tokensecret;
 
 pub use hub::{CloudHub, CloudHubOptions, HubError, HubEvent, Listening};

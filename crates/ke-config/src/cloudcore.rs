@@ -105,6 +105,9 @@ pub struct CloudHub {
     pub allow_legacy_edge_cert: bool,
     /// `enable`.
     pub enable: bool,
+    /// `https` (v1.3): the certificate-bootstrap HTTPS server (`GET /ca.crt`, `GET /edge.crt` with a
+    /// token).
+    pub https: CloudHubHttps,
     /// `keepaliveInterval` (seconds): an edge is dead after this long without a keepalive.
     pub keepalive_interval: i32,
     /// Extension `maxPendingPerNode`: bound of the per-node acked-delivery queue.
@@ -119,6 +122,10 @@ pub struct CloudHub {
     /// `tlsCAFile` (note the capitals; edgehub spells it `tlsCaFile`, accepted here too).
     #[serde(rename = "tlsCAFile", alias = "tlsCaFile")]
     pub tls_ca_file: String,
+    /// `tlsCAKeyFile` (v1.3): the CA private key, used (with `https.enable`) to sign node
+    /// certificates and to sign/verify bootstrap tokens.
+    #[serde(rename = "tlsCAKeyFile", alias = "tlsCaKeyFile")]
+    pub tls_ca_key_file: String,
     /// `tlsCertFile`.
     pub tls_cert_file: String,
     /// `tlsPrivateKeyFile`.
@@ -138,12 +145,14 @@ impl Default for CloudHub {
         Self {
             allow_legacy_edge_cert: false,
             enable: true,
+            https: CloudHubHttps::default(),
             keepalive_interval: 30,
             max_pending_per_node: 1024,
             queue_store: "/var/lib/kubeedge/cloudhub-queue.db".to_owned(),
             node_limit: 10,
             quic: CloudHubQuic::default(),
             tls_ca_file: "/etc/kubeedge/ca/rootCA.crt".to_owned(),
+            tls_ca_key_file: "/etc/kubeedge/ca/rootCA.key".to_owned(),
             tls_cert_file: "/etc/kubeedge/certs/edge.crt".to_owned(),
             tls_private_key_file: "/etc/kubeedge/certs/edge.key".to_owned(),
             unix_socket: CloudHubUnixSocket::default(),
@@ -162,6 +171,29 @@ impl CloudHub {
     /// `writeTimeout` as a duration.
     pub fn write_timeout(&self) -> Duration {
         secs(self.write_timeout)
+    }
+}
+
+/// `modules.cloudhub.https` (v1.3): where cloudhub serves certificate bootstrap over HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CloudHubHttps {
+    /// `address`: listen IP.
+    pub address: String,
+    /// `enable`: off by default; when on, cloudcore also needs `tlsCAKeyFile` and the Kubernetes
+    /// API (the token is published in the Secret `kubeedge/tokensecret`).
+    pub enable: bool,
+    /// `port`.
+    pub port: u32,
+}
+
+impl Default for CloudHubHttps {
+    fn default() -> Self {
+        Self {
+            address: "0.0.0.0".to_owned(),
+            enable: false,
+            port: 10002,
+        }
     }
 }
 
@@ -633,6 +665,10 @@ impl CloudCoreConfig {
                 &hub.websocket.address,
             );
             validate::port(&mut errs, &format!("{p}.websocket.port"), hub.websocket.port);
+            if hub.https.enable {
+                validate::ip(&mut errs, &format!("{p}.https.address"), &hub.https.address);
+                validate::port(&mut errs, &format!("{p}.https.port"), hub.https.port);
+            }
             validate::ip(&mut errs, &format!("{p}.quic.address"), &hub.quic.address);
             validate::port(&mut errs, &format!("{p}.quic.port"), hub.quic.port);
             if !hub.unix_socket.address.starts_with("unix://") {
@@ -719,6 +755,9 @@ impl CloudCoreConfig {
                 "modules.cloudhub.tlsPrivateKeyFile",
                 &hub.tls_private_key_file,
             );
+            if hub.https.enable {
+                validate::file_exists(&mut errs, "modules.cloudhub.tlsCAKeyFile", &hub.tls_ca_key_file);
+            }
         }
         errs.into_result()
     }

@@ -268,6 +268,9 @@ pub struct EdgeHub {
     pub enable: bool,
     /// `heartbeat` (seconds): keepalive period; also the sync-reply wait; reconnect delay is 2×.
     pub heartbeat: i32,
+    /// `httpServer` (v1.3): cloudhub's certificate-bootstrap URL, `https://host:port`; used only
+    /// when `token` is set and a TLS file is missing.
+    pub http_server: String,
     /// `projectID`.
     #[serde(rename = "projectID")]
     pub project_id: String,
@@ -280,6 +283,10 @@ pub struct EdgeHub {
     pub tls_cert_file: String,
     /// `tlsPrivateKeyFile`.
     pub tls_private_key_file: String,
+    /// `token` (v1.3): a bootstrap token `<caHash>.<jwt>` (`keadm gettoken`). When set and
+    /// `tlsCaFile`, `tlsCertFile` or `tlsPrivateKeyFile` is missing, edgecore fetches the CA and a
+    /// node certificate from `httpServer` at start-up and writes the three files.
+    pub token: String,
     /// `websocket`.
     #[serde(alias = "webSocket")]
     pub websocket: EdgeHubWebSocket,
@@ -290,11 +297,13 @@ impl Default for EdgeHub {
         Self {
             enable: true,
             heartbeat: 15,
+            http_server: "https://127.0.0.1:10002".to_owned(),
             project_id: "e632aba927ea4ac2b575ec1603d56f10".to_owned(),
             quic: EdgeHubQuic::default(),
             tls_ca_file: "/etc/kubeedge/ca/rootCA.crt".to_owned(),
             tls_cert_file: "/etc/kubeedge/certs/edge.crt".to_owned(),
             tls_private_key_file: "/etc/kubeedge/certs/edge.key".to_owned(),
+            token: String::new(),
             websocket: EdgeHubWebSocket::default(),
         }
     }
@@ -304,6 +313,33 @@ impl EdgeHub {
     /// `heartbeat` as a duration.
     pub fn heartbeat(&self) -> Duration {
         secs(self.heartbeat)
+    }
+
+    /// `httpServer` split into host (IPv6 without brackets) and port (443 when absent); `None`
+    /// unless it is `https://host[:port]` with an optional trailing `/`.
+    pub fn http_server_addr(&self) -> Option<(String, u16)> {
+        let rest = self.http_server.trim().strip_prefix("https://")?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return None;
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6.split_once(']')?;
+            match after {
+                "" => (host, None),
+                p => (host, Some(p.strip_prefix(':')?)),
+            }
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0)?,
+            None => 443,
+        };
+        (!host.is_empty()).then(|| (host.to_owned(), port))
     }
 }
 
@@ -756,6 +792,13 @@ impl EdgeCoreConfig {
                 )),
             }
             validate::positive(&mut errs, &format!("{p}.heartbeat"), h.heartbeat.into());
+            if !h.token.is_empty() && h.http_server_addr().is_none() {
+                errs.push(FieldError::invalid(
+                    &format!("{p}.httpServer"),
+                    &h.http_server,
+                    "must be https://host[:port] (e.g. https://192.168.1.10:10002) when token is set",
+                ));
+            }
         }
 
         let b = &m.eventbus;
@@ -793,7 +836,8 @@ impl EdgeCoreConfig {
     pub fn validate_files(&self) -> Result<()> {
         let mut errs = ValidationErrors::default();
         let h = &self.modules.edgehub;
-        if h.enable {
+        // With a token, missing TLS files are fetched at start-up (certificate bootstrap).
+        if h.enable && h.token.is_empty() {
             validate::file_exists(&mut errs, "modules.edgehub.tlsCaFile", &h.tls_ca_file);
             validate::file_exists(&mut errs, "modules.edgehub.tlsCertFile", &h.tls_cert_file);
             validate::file_exists(

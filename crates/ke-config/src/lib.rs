@@ -52,6 +52,16 @@
 //! * cloudcore `metricsAddress: 127.0.0.1:10350`, edgecore `metricsAddress: 127.0.0.1:10351` —
 //!   Prometheus `/metrics` listen address; empty disables it.
 //!
+//! # v1.3 certificate-bootstrap keys (printed by `default_yaml`, never by `min_yaml`)
+//! * cloudcore `modules.cloudhub.https: {enable: false, address: 0.0.0.0, port: 10002}` — the
+//!   HTTPS endpoint where edges fetch the CA (`GET /ca.crt`) and a node certificate with a token
+//!   (`GET /edge.crt`); with `enable: true` the address/port are validated and
+//!   `modules.cloudhub.tlsCAKeyFile` (default `/etc/kubeedge/ca/rootCA.key`) must exist;
+//! * edgecore `modules.edgehub.token: ""` and `modules.edgehub.httpServer:
+//!   https://127.0.0.1:10002` — with a token, missing `tls*` files are not a `validate_files`
+//!   error (edgecore fetches them), and `httpServer` must be `https://host[:port]`
+//!   ([`EdgeHub::http_server_addr`]).
+//!
 //! # Host-dependent defaults
 //! edgecore's `hostnameOverride` (OS hostname, lower-cased; fallback `default-edge-node`) and
 //! `nodeIP` (hostname's IPv4, else the default-route interface's, else `127.0.0.1`): see

@@ -54,12 +54,14 @@ fn strip_keys(text: &str, keys: &[&str]) -> String {
 const CLOUD_EXTENSIONS: &[&str] = &[
     "metricsAddress:",
     "    allowLegacyEdgeCert:",
+    "    https:",
     "    maxPendingPerNode:",
     "    queueStore:",
+    "    tlsCAKeyFile:",
     "  devicecontroller:",
     "  synccontroller:",
 ];
-const EDGE_EXTENSIONS: &[&str] = &["metricsAddress:"];
+const EDGE_EXTENSIONS: &[&str] = &["metricsAddress:", "    httpServer:", "    token:"];
 
 /// Every mapping's keys are in ascending order (v1.2's printer sorts them).
 fn assert_keys_sorted(yaml: &str) {
@@ -123,6 +125,11 @@ fn cloudcore_defaultconfig_matches_v1_2_apart_from_extensions() {
         "    allowLegacyEdgeCert: false",
         "    maxPendingPerNode: 1024",
         "    queueStore: /var/lib/kubeedge/cloudhub-queue.db",
+        "    https:",
+        "      address: 0.0.0.0",
+        "      enable: false",
+        "      port: 10002",
+        "    tlsCAKeyFile: /etc/kubeedge/ca/rootCA.key",
         "  devicecontroller:",
         "      updateDeviceStatus: 1024",
         "      updateDeviceStatusWorkers: 1",
@@ -147,7 +154,13 @@ fn edgecore_defaultconfig_matches_v1_2_apart_from_extensions() {
     let ours = EdgeCoreConfig::with_host(&gt_host()).to_default_yaml().unwrap();
     let theirs = read_ground_truth("edgecore-default.yaml");
     assert_eq!(strip_keys(&ours, EDGE_EXTENSIONS), theirs, "ours:\n{ours}");
-    assert!(ours.lines().any(|l| l == "metricsAddress: 127.0.0.1:10351"));
+    for line in [
+        "metricsAddress: 127.0.0.1:10351",
+        "    httpServer: https://127.0.0.1:10002",
+        "    token: \"\"",
+    ] {
+        assert!(ours.lines().any(|l| l == line), "missing {line:?} in\n{ours}");
+    }
     assert_keys_sorted(&ours);
 
     // On this host: same document apart from the two host lines.
@@ -533,6 +546,81 @@ fn validate_files_checks_tls_files_and_kubeconfig() {
     assert!(invalid(e.validate_files()).mentions("modules.edgehub.tlsPrivateKeyFile"));
     e.modules.edgehub.enable = false;
     e.validate_files().unwrap();
+}
+
+#[test]
+fn certificate_bootstrap_keys() {
+    let c = CloudCoreConfig::from_yaml_str(
+        "modules:\n  cloudhub:\n    https: {enable: true, address: 127.0.0.1, port: 20002}\n    tlsCAKeyFile: /x/ca.key\n",
+        "t.yaml",
+    )
+    .unwrap();
+    let h = &c.modules.cloudhub;
+    assert!(h.https.enable);
+    assert_eq!((h.https.address.as_str(), h.https.port), ("127.0.0.1", 20002));
+    assert_eq!(h.tls_ca_key_file, "/x/ca.key");
+    c.validate().unwrap();
+    assert!(!CloudCoreConfig::default().modules.cloudhub.https.enable);
+    // Strict parsing covers the new section too.
+    let e = CloudCoreConfig::from_yaml_str("modules:\n  cloudhub:\n    https: {enabel: true}\n", "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("modules.cloudhub.https"), "{e}");
+    let mut bad = c.clone();
+    bad.modules.cloudhub.https.port = 0;
+    bad.modules.cloudhub.https.address = "any".into();
+    let errs = invalid(bad.validate());
+    assert!(errs.mentions("modules.cloudhub.https.port") && errs.mentions("modules.cloudhub.https.address"));
+    // The CA key must exist only when https is on.
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = CloudCoreConfig::default();
+    f.kube_api_config.kube_config = String::new();
+    for (p, name) in [
+        (&mut f.modules.cloudhub.tls_ca_file, "ca.crt"),
+        (&mut f.modules.cloudhub.tls_cert_file, "s.crt"),
+        (&mut f.modules.cloudhub.tls_private_key_file, "s.key"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "x").unwrap();
+        *p = path.display().to_string();
+    }
+    f.modules.cloudhub.tls_ca_key_file = dir.path().join("nope.key").display().to_string();
+    f.validate_files().unwrap();
+    f.modules.cloudhub.https.enable = true;
+    assert!(invalid(f.validate_files()).mentions("modules.cloudhub.tlsCAKeyFile"));
+
+    let e = EdgeCoreConfig::from_yaml_str(
+        "modules:\n  edgehub:\n    token: abc\n    httpServer: https://[::1]:10002/\n",
+        "e.yaml",
+    )
+    .unwrap();
+    assert_eq!(e.modules.edgehub.token, "abc");
+    assert_eq!(e.modules.edgehub.http_server_addr(), Some(("::1".into(), 10002)));
+    let mut h = EdgeHub::default();
+    assert_eq!(h.token, "");
+    assert_eq!(h.http_server_addr(), Some(("127.0.0.1".into(), 10002)));
+    for (url, want) in [
+        ("https://cloud.example", Some(("cloud.example", 443))),
+        ("http://1.2.3.4:10002", None),
+        ("https://1.2.3.4:x", None),
+        ("https://1.2.3.4:10002/path", None),
+        ("https://", None),
+    ] {
+        h.http_server = url.into();
+        assert_eq!(
+            h.http_server_addr(),
+            want.map(|(a, p)| (a.to_owned(), p)),
+            "{url}"
+        );
+    }
+    // With a token, a bad httpServer is a validation error, and missing TLS files are not.
+    let mut e = EdgeCoreConfig::with_host(&gt_host());
+    e.modules.edgehub.tls_ca_file = dir.path().join("missing-ca").display().to_string();
+    assert!(invalid(e.validate_files()).mentions("modules.edgehub.tlsCaFile"));
+    e.modules.edgehub.token = "t".into();
+    e.validate_files().unwrap();
+    e.modules.edgehub.http_server = "10.0.0.1:10002".into();
+    assert!(invalid(e.validate()).mentions("modules.edgehub.httpServer"));
 }
 
 // ---------------------------------------------------------------- helpers

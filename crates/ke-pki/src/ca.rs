@@ -13,10 +13,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -92,6 +92,9 @@ pub enum Error {
         /// The file that is missing.
         missing: PathBuf,
     },
+    /// A certificate signing request could not be parsed or its signature is wrong.
+    #[error("invalid certificate signing request: {0} (expected a PKCS#10 request, DER)")]
+    BadCsr(String),
     /// A SAN is neither an IP address nor a DNS name.
     #[error("invalid subjectAltName {0:?}: expected an IP address or a DNS name")]
     InvalidSan(String),
@@ -356,6 +359,11 @@ impl Ca {
         self.issuer.key().serialize_pem()
     }
 
+    /// The CA private key as PKCS#8 DER. Secret.
+    pub fn key_pkcs8_der(&self) -> Vec<u8> {
+        self.issuer.key().serialize_der()
+    }
+
     /// Issues a certificate for a fresh ECDSA P-256 key from caller-built rcgen parameters (the escape
     /// hatch; prefer [`Ca::issue_server`] / [`Ca::issue_node`]).
     pub fn issue_with_params(&self, mut params: CertificateParams) -> Result<CertKeyPair> {
@@ -388,16 +396,72 @@ impl Ca {
     /// An edge node's client certificate: subject CN = `node_name` (how the cloud knows who speaks), EKU
     /// clientAuth, valid 1 year.
     pub fn issue_node(&self, node_name: &str) -> Result<CertKeyPair> {
-        if node_name == LEGACY_COMMON_NAME {
-            return Err(Error::ReservedNodeName);
-        }
-        if !is_node_name(node_name) {
+        self.issue_with_params(node_params(node_name)?)
+    }
+
+    /// Signs a node's PKCS#10 certificate signing request (DER), the token-bootstrap path: the
+    /// certificate gets the same profile as [`Ca::issue_node`] (CN = `node_name`, EKU clientAuth,
+    /// 1 year) whatever subject or extensions the request asks for; only its public key is used,
+    /// after the request's self-signature is checked. Returns the certificate, DER.
+    pub fn sign_node_csr(&self, node_name: &str, csr_der: &[u8]) -> Result<CertificateDer<'static>> {
+        let mut params = node_params(node_name)?;
+        let csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+            .map_err(|e| Error::BadCsr(e.to_string()))?;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(gen_err("a node certificate"))?;
+        Ok(cert.der().clone())
+    }
+}
+
+/// The profile of an edge node's client certificate.
+fn node_params(node_name: &str) -> Result<CertificateParams> {
+    if node_name == LEGACY_COMMON_NAME {
+        return Err(Error::ReservedNodeName);
+    }
+    if !is_node_name(node_name) {
+        return Err(Error::InvalidNodeName(node_name.to_owned()));
+    }
+    let mut params = base_params(node_name, LEAF_VALIDITY);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
+}
+
+/// A fresh node key and a certificate signing request for it (what an edge sends to `/edge.crt`).
+pub struct NodeCsr {
+    /// The private key, PKCS#8 PEM. Secret.
+    pub key_pem: String,
+    /// The PKCS#10 request, DER (subject `O=KubeEdge, CN=<node>`, signed by the key).
+    pub csr_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for NodeCsr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCsr")
+            .field("key_pem", &"<redacted>")
+            .field("csr_der", &format_args!("{} bytes", self.csr_der.len()))
+            .finish()
+    }
+}
+
+impl NodeCsr {
+    /// Generates an ECDSA P-256 key and a CSR with subject CN = `node_name`.
+    pub fn generate(node_name: &str) -> Result<Self> {
+        if !is_node_name(node_name) || node_name == LEGACY_COMMON_NAME {
             return Err(Error::InvalidNodeName(node_name.to_owned()));
         }
-        let mut params = base_params(node_name, LEAF_VALIDITY);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue_with_params(params)
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err("a node key"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject(node_name);
+        let csr = params
+            .serialize_request(&key)
+            .map_err(gen_err("a certificate signing request"))?;
+        Ok(Self {
+            key_pem: key.serialize_pem(),
+            csr_der: csr.der().to_vec(),
+        })
     }
 }
 
@@ -453,6 +517,63 @@ mod tests {
         assert!(matches!(ca.issue_server("cloudcore", &[]), Err(Error::NoSans)));
         let pair = ca.issue_node("edge-node1").unwrap();
         assert!(!format!("{pair:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn csr_round_trip_gives_the_node_profile() {
+        let ca = Ca::create("test CA").unwrap();
+        let req = NodeCsr::generate("edge-a").unwrap();
+        assert!(!format!("{req:?}").contains("PRIVATE"));
+        // The CN comes from the caller (the NodeName header), not from the request.
+        let der = ca.sign_node_csr("edge-b", &req.csr_der).unwrap();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(crate::common_name(&der).unwrap(), "edge-b");
+        assert_eq!(
+            cert.issuer().to_string(),
+            X509Certificate::from_der(ca.cert_der())
+                .unwrap()
+                .1
+                .subject()
+                .to_string()
+        );
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(!cert.is_ca());
+        // The certificate carries the request's key: it pairs with the generated key for TLS.
+        let chain = vec![der.clone()];
+        let key = crate::load::key_from_pem(req.key_pem.as_bytes(), "k").unwrap();
+        crate::tls::certified_key(chain, key).unwrap();
+        crate::verify::verify_leaf_pem(
+            crate::certgen::cert_pem(&der).as_bytes(),
+            ca.cert_pem().as_bytes(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_csrs_and_node_names_are_refused() {
+        let ca = Ca::create("test CA").unwrap();
+        let mut req = NodeCsr::generate("edge-a").unwrap();
+        assert!(matches!(
+            ca.sign_node_csr("edge-a", b"junk"),
+            Err(Error::BadCsr(_))
+        ));
+        assert!(matches!(
+            ca.sign_node_csr("Bad_Name", &req.csr_der),
+            Err(Error::InvalidNodeName(_))
+        ));
+        assert!(matches!(
+            ca.sign_node_csr("kubeedge.io", &req.csr_der),
+            Err(Error::ReservedNodeName)
+        ));
+        // Flip a bit of the signature: the self-signature check fails.
+        let last = req.csr_der.len() - 1;
+        req.csr_der[last] ^= 1;
+        assert!(matches!(
+            ca.sign_node_csr("edge-a", &req.csr_der),
+            Err(Error::BadCsr(_))
+        ));
+        assert!(NodeCsr::generate("Bad_Name").is_err());
     }
 
     #[test]

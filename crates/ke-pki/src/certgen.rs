@@ -10,7 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
+
 use crate::ca::{self, CA_CERT_FILE, CA_KEY_FILE, Ca, Provenance, WrittenPair};
+use crate::fsutil;
 
 /// Default CA directory.
 pub const DEFAULT_CA_DIR: &str = "/etc/kubeedge/ca";
@@ -103,4 +106,44 @@ pub fn gen_node(ca_dir: &Path, certs_dir: &Path, stem: &str, node: &str) -> Resu
         ca: ca_files(ca_dir, provenance),
         pair,
     })
+}
+
+/// A DER certificate as PEM text (`CERTIFICATE` block, 64-column lines).
+pub fn cert_pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 60);
+    out.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Writes what token bootstrap obtained: the CA certificate and the node certificate as PEM (0644)
+/// and the node key (0600), each atomically, creating missing parent directories (0755).
+pub fn write_bootstrap_files(
+    ca_der: &[u8],
+    ca_file: &Path,
+    cert_der: &[u8],
+    cert_file: &Path,
+    key_pem: &str,
+    key_file: &Path,
+) -> Result<(), ca::Error> {
+    for (path, data, mode) in [
+        (key_file, key_pem.to_owned(), fsutil::KEY_MODE),
+        (cert_file, cert_pem(cert_der), fsutil::CERT_MODE),
+        (ca_file, cert_pem(ca_der), fsutil::CERT_MODE),
+    ] {
+        let werr = |source| ca::Error::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fsutil::ensure_dir(dir).map_err(werr)?;
+        }
+        fsutil::write_replace(path, data.as_bytes(), mode).map_err(werr)?;
+    }
+    Ok(())
 }

@@ -9,6 +9,10 @@
 //! * [`tls`] — `rustls` server (mutual TLS required) and client configurations for cloudhub / edgehub.
 //! * [`identity`] — [`PeerIdentity`] of a peer certificate: a node name (CN) or the legacy shared v1.2
 //!   certificate (CN `kubeedge.io`).
+//! * [`ca::NodeCsr`] / [`Ca::sign_node_csr`] and [`token`] — token bootstrap (KubeEdge v1.3): an edge
+//!   with only a `<caHash>.<jwt>` token fetches the CA (pinned by the hash) and gets a node certificate
+//!   for its own key from cloudcore's HTTPS endpoint; [`tls::bootstrap_server_config`] /
+//!   [`tls::bootstrap_client_config`] are the TLS sides of that exchange.
 //! * [`load`] / [`verify`] — reading PEM (PKCS#8, PKCS#1 RSA, SEC1 EC keys) and offline checks
 //!   (chains to the CA? valid now?) with errors that name the file.
 //!
@@ -39,9 +43,10 @@ mod fsutil;
 pub mod identity;
 pub mod load;
 pub mod tls;
+pub mod token;
 pub mod verify;
 
-pub use ca::{Ca, CertKeyPair, Provenance, WrittenPair};
+pub use ca::{Ca, CertKeyPair, NodeCsr, Provenance, WrittenPair};
 pub use identity::{PeerIdentity, common_name, peer_identity};
 /// rcgen, re-exported for [`Ca::issue_with_params`].
 pub use rcgen;

@@ -205,6 +205,82 @@ pub fn client_config_from(material: TlsMaterial) -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// cloudhub's certificate-bootstrap HTTPS server (`modules.cloudhub.https`): the cloudhub server
+/// certificate, **no** client certificate asked for (edges come with a token, not yet a certificate).
+pub fn bootstrap_server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>> {
+    let chain = load::load_certs(cert_file)?;
+    let key = load::load_key(key_file)?;
+    let ck = certified_key_named(
+        chain,
+        key,
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+    )?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| build_err("bootstrap server configuration", e))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(ck)));
+    Ok(Arc::new(config))
+}
+
+/// The edge's client for certificate bootstrap; presents no certificate. With `Some(ca)` the server
+/// is verified as edgehub verifies it ([`server_cert_verifier`]); with `None` **any** server
+/// certificate is accepted (the handshake signature is still checked) — only for fetching `/ca.crt`,
+/// whose content the caller then pins against the token's CA hash.
+pub fn bootstrap_client_config(ca: Option<&[CertificateDer<'_>]>) -> Result<Arc<ClientConfig>> {
+    let verifier: Arc<dyn ServerCertVerifier> = match ca {
+        Some(ca) => server_cert_verifier_named(ca, "<fetched CA>")?,
+        None => Arc::new(AnyServerCert(provider().signature_verification_algorithms)),
+    };
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| build_err("bootstrap client configuration", e))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate but checks the handshake signature against it.
+#[derive(Debug)]
+struct AnyServerCert(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
 /// Our certificate chain and key, ready for `with_cert_resolver(Arc::new(SingleCertAndKey::from(..)))`
 /// / `with_client_cert_resolver(..)`. Unlike rustls' `with_single_cert`, this accepts X.509 v1 leaves
 /// (stock v1.2 `edge.crt`); it still checks that the key belongs to the certificate.

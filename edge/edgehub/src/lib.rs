@@ -18,9 +18,14 @@
 //! * **Acks are not sent here.** The module that stores a cloud message (MetaManager) sends the ack
 //!   after its write is durable; EdgeHub only carries it. That is the hook for ack-after-commit.
 //!
+//! * **Certificate bootstrap** ([`bootstrap`], KubeEdge v1.3): with `modules.edgehub.token` set and a
+//!   TLS file missing, edgecore fetches the CA (pinned by the token's hash) and a node certificate
+//!   from cloudhub's HTTPS endpoint (`httpServer`) before the link is dialled.
+//!
 //! Start reading at [`EdgeHub::run`](ke_beehive::Module::run) in `hub.rs`.
 #![warn(missing_docs)]
 
+pub mod bootstrap;
 mod hub;
 
 pub use hub::{EdgeHub, EdgeHubMetrics, EdgeHubOptions, LinkKind};

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod autonomy;
+mod bootstrap;
 mod cluster;
 mod config_cli;
 mod controller;
