@@ -4,6 +4,11 @@
 //!
 //! Kubernetes access: `--kube-config`, else `$KUBECONFIG`, else `~/.kube/config`, else in-cluster.
 //! Only the token goes to stdout, so `TOKEN=$(keadm gettoken)` works.
+//!
+//! On a machine set up with `keadm init` (its install record in `--state-dir`), the token is minted
+//! from that installation's CA instead: it is valid for that cloudcore whatever the Secret holds
+//! (several cloudcores with different CAs sharing one cluster overwrite each other's Secret), and it
+//! works while the API server is down.
 
 use std::path::PathBuf;
 
@@ -19,13 +24,18 @@ pub(crate) struct Args {
     /// then in-cluster]
     #[arg(long = "kube-config", value_name = "PATH")]
     kube_config: Option<PathBuf>,
+    #[command(flatten)]
+    layout: crate::install::Layout,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let token = rt.block_on(get(args))?;
+    let token = match crate::install::Record::load(&args.layout, crate::install::Role::Cloud)? {
+        Some(_) => crate::bootstrap::mint(&args.layout.ca_dir())?,
+        None => rt.block_on(get(args))?,
+    };
     println!("{token}");
     Ok(())
 }

@@ -1,11 +1,18 @@
 //! keadm: install and manage KubeEdge cloud and edge nodes.
 //!
-//! Subcommands so far: `certgen` (CA, cloudcore server certificate, node certificates), `reset`
-//! (an edge node's pods out of the container runtime) and `version`. `init`, `join`, `gettoken` and
-//! the rest of `reset` (processes, units, files) come with the installer work.
+//! `init` (cloud side: CRDs, RBAC, certificates, cloudcore.yaml, cloudcore started), `gettoken`
+//! (the bootstrap token edges join with), `join` (edge side: edgecore.yaml, certificates fetched
+//! with the token, edgecore started), `reset` (undo either, leaving nothing of ours behind),
+//! `certgen` (CA, server and node certificates by hand) and `version`. See `install` for what is
+//! installed where and how `reset` knows what to remove.
 
+mod bootstrap;
 mod certgen;
 mod gettoken;
+mod init;
+mod install;
+mod join;
+mod k8s;
 mod reset;
 
 use clap::{Parser, Subcommand};
@@ -20,12 +27,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Set up the cloud side: CRDs and RBAC, certificates, cloudcore.yaml; start cloudcore.
+    Init(init::Args),
+    /// Make this machine an edge node of a cloudcore (token bootstrap); start edgecore.
+    Join(join::Args),
     /// Generate the CA and certificates for cloudcore and edge nodes.
     Certgen(certgen::Args),
-    /// Print the bootstrap token edges join with (from the Secret kubeedge/tokensecret).
+    /// Print the bootstrap token edges join with.
     Gettoken(gettoken::Args),
-    /// Remove an edge node's pods from the container runtime (sandboxes, containers, pod cgroups and
-    /// logs), without needing the cloud or Kubernetes.
+    /// Undo `init` / `join`: stop the daemons, remove their pods, units and files.
     Reset(reset::Args),
     /// Print the version.
     Version,
@@ -34,6 +44,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Join(a) => join::run(a),
         Command::Certgen(a) => certgen::run(a),
         Command::Gettoken(a) => gettoken::run(a),
         Command::Reset(a) => reset::run(a),

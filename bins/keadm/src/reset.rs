@@ -1,38 +1,115 @@
-//! `keadm reset --node <name>`: removes every pod sandbox and container that edged created for that
-//! node (CRI label `kubeedge.io/node=<name>`), with their pod cgroups and log directories. It talks to
-//! the container runtime only, so it works when the cloud and Kubernetes are gone. Nothing of another
-//! node, or not created by edged, is touched.
+//! `keadm reset`: undo `keadm init` and `keadm join` on this machine.
+//!
+//! For each install record found (`<state-dir>/keadm-{cloud,edge}.json`): stop the daemon (its
+//! systemd unit disabled and removed, or its processes, found by PID file and by command line,
+//! SIGTERM then SIGKILL); on an edge, remove every pod sandbox and container edged created for the
+//! node (CRI label `kubeedge.io/node=<name>`) with their pod cgroups, log and volume directories;
+//! then delete exactly the files and directories the record lists — so nothing of ours stays
+//! behind, and nothing that was there before keadm is touched. `init --local` also takes the local
+//! control plane down.
+//!
+//! `keadm reset --node <name>` without a record removes that node's pods only; it talks to the
+//! container runtime alone, so it works when the cloud and Kubernetes are gone.
+//! Running `reset` again finds nothing and says so.
 
 use std::collections::HashMap;
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use ke_cri::{CriClient, api};
+
+use crate::install::{self, Layout, Record, Role};
 
 /// Label edged puts on every sandbox and container it creates.
 const LABEL_NODE: &str = "kubeedge.io/node";
+/// Where edged keeps pod volumes (`<root>/pods/<uid>`).
+const EDGED_PODS_DIR: &str = "/var/lib/edged/pods";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Node whose pods are removed (`modules.edged.hostnameOverride`).
+    /// Remove this node's pods from the container runtime (default: the node of the edge record).
     #[arg(long)]
-    node: String,
-    /// CRI endpoint of the container runtime.
-    #[arg(long, default_value = ke_cri::CONTAINERD_ENDPOINT)]
-    runtime_endpoint: String,
+    node: Option<String>,
+    /// CRI endpoint of the container runtime (default: the edge record's).
+    #[arg(long)]
+    runtime_endpoint: Option<String>,
+    /// Keep the local control plane running (only with a cloud record from `init --local`).
+    #[arg(long)]
+    keep_control_plane: bool,
+    #[command(flatten)]
+    layout: Layout,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(reset(args))
+    crate::install::block_on(reset(args))
 }
 
 async fn reset(args: Args) -> anyhow::Result<()> {
-    let cri = CriClient::new(&args.runtime_endpoint, Duration::from_secs(60))
-        .with_context(|| format!("connecting to the container runtime at {}", args.runtime_endpoint))?;
-    let labels = HashMap::from([(LABEL_NODE.to_owned(), args.node.clone())]);
+    let edge = Record::load(&args.layout, Role::Edge)?;
+    let cloud = Record::load(&args.layout, Role::Cloud)?;
+    if edge.is_none() && cloud.is_none() && args.node.is_none() {
+        println!(
+            "nothing to reset: no keadm installation recorded in {} (pass --state-dir, or --node to clear a node's pods)",
+            args.layout.state_dir.display()
+        );
+        return Ok(());
+    }
+    if let Some(rec) = &edge
+        && let Some(line) = install::stop(rec)?
+    {
+        println!("{line}");
+    }
+    let node = args
+        .node
+        .clone()
+        .or_else(|| edge.as_ref().and_then(|r| r.node.clone()));
+    if let Some(node) = node {
+        let endpoint = args
+            .runtime_endpoint
+            .clone()
+            .or_else(|| edge.as_ref().and_then(|r| r.runtime_endpoint.clone()))
+            .unwrap_or_else(|| ke_cri::CONTAINERD_ENDPOINT.to_owned());
+        remove_pods(&node, &endpoint).await?;
+    }
+    if let Some(rec) = &edge {
+        report_removed(rec);
+    }
+    if let Some(rec) = &cloud {
+        if let Some(line) = install::stop(rec)? {
+            println!("{line}");
+        }
+        report_removed(rec);
+        if let Some(script) = &rec.local_control_plane
+            && !args.keep_control_plane
+        {
+            println!("taking the local control plane down ({} down)", script.display());
+            let st = Command::new(script)
+                .arg("down")
+                .status()
+                .with_context(|| format!("running {} down", script.display()))?;
+            if !st.success() {
+                bail!("{} down failed ({st})", script.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_removed(rec: &Record) {
+    let removed = rec.remove_files();
+    println!(
+        "{}: removed {} files and directories ({})",
+        rec.role.name(),
+        removed.len(),
+        removed.join(", ")
+    );
+}
+
+async fn remove_pods(node: &str, endpoint: &str) -> anyhow::Result<()> {
+    let cri = CriClient::new(endpoint, Duration::from_secs(60))
+        .with_context(|| format!("connecting to the container runtime at {endpoint}"))?;
+    let labels = HashMap::from([(LABEL_NODE.to_owned(), node.to_owned())]);
     let containers = cri
         .list_containers(Some(api::ContainerFilter {
             label_selector: labels.clone(),
@@ -64,17 +141,19 @@ async fn reset(args: Args) -> anyhow::Result<()> {
                 ke_cri::remove_pod_cgroup(&format!("/kubepods/{qos}pod{}", m.uid));
             }
             let logs = format!("/var/log/pods/{}_{}_{}", m.namespace, m.name, m.uid);
-            if let Err(e) = std::fs::remove_dir_all(&logs)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                eprintln!("keadm: cannot remove {logs}: {e}");
+            let volumes = format!("{EDGED_PODS_DIR}/{}", m.uid);
+            for dir in [logs, volumes] {
+                if let Err(e) = std::fs::remove_dir_all(&dir)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    eprintln!("keadm: cannot remove {dir}: {e}");
+                }
             }
             println!("removed pod {}/{} ({})", m.namespace, m.name, m.uid);
         }
     }
     println!(
-        "node {}: removed {} containers and {} pod sandboxes from the container runtime",
-        args.node,
+        "node {node}: removed {} containers and {} pod sandboxes from the container runtime",
         containers.len(),
         sandboxes.len()
     );
