@@ -1,0 +1,1 @@
+//! End-to-end suite of KubeEdge-rs: see `tests/e2e.rs`.
