@@ -91,7 +91,7 @@ phase "keadm init: CRDs, RBAC, certificates, cloudcore.yaml, cloudcore"
 eval "$("$ROOT/hack/local-k8s.sh" env)"
 
 phase "keadm gettoken"
-TOKEN=$("$BIN/keadm" gettoken --kube-config "$KUBECONFIG")
+TOKEN=$("$BIN/keadm" gettoken "${CLOUD_DIRS[@]}")
 echo "${TOKEN:0:24}... (valid 24 h)"
 
 phase "keadm join (in $NETNS): certificates fetched with the token, edgecore.yaml, edgecore"
