@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod k8s;
+pub mod netns;
 
 use ke_core::Message;
 use ke_transport::{EdgeHello, LinkLimits, LinkRx, LinkTx};
@@ -80,6 +81,14 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `binary` with `args`, logging to `<log_dir>/<name>.log` (appended).
     pub fn start(name: &str, binary: &Path, args: &[&str], log_dir: &Path) -> Self {
+        let mut c = Command::new(binary);
+        c.args(args);
+        Self::start_command(name, c, log_dir)
+    }
+
+    /// Starts a prepared `command` (e.g. [`netns::NetNs::command`]), logging to
+    /// `<log_dir>/<name>.log` (appended); `RUST_LOG` defaults to `info`.
+    pub fn start_command(name: &str, mut command: Command, log_dir: &Path) -> Self {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -87,8 +96,7 @@ impl Daemon {
             .open(&log)
             .unwrap();
         let err = out.try_clone().unwrap();
-        let child = Command::new(binary)
-            .args(args)
+        let child = command
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -97,7 +105,7 @@ impl Daemon {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         Self {
             name: name.to_owned(),
             child: Some(child),
@@ -180,6 +188,12 @@ pub struct Pki {
 impl Pki {
     /// Runs `keadm certgen` for the CA, a server cert for 127.0.0.1/localhost, and each node.
     pub fn generate(dir: &Path, nodes: &[&str]) -> Self {
+        Self::generate_with_sans(dir, nodes, &[])
+    }
+
+    /// Like [`generate`](Self::generate), the server certificate also valid for `extra_sans`
+    /// (e.g. a [`netns::NetNs::host_ip`] cloudcore listens on).
+    pub fn generate_with_sans(dir: &Path, nodes: &[&str], extra_sans: &[&str]) -> Self {
         let keadm = bin("keadm");
         let run = |args: &[&str]| {
             let out = Command::new(&keadm).args(args).output().unwrap();
@@ -192,7 +206,7 @@ impl Pki {
         };
         let d = dir.to_str().unwrap();
         run(&["certgen", "ca", "--dir", d]);
-        run(&[
+        let mut server = vec![
             "certgen",
             "server",
             "--dir",
@@ -203,7 +217,11 @@ impl Pki {
             "127.0.0.1",
             "--san",
             "localhost",
-        ]);
+        ];
+        for san in extra_sans {
+            server.extend(["--san", san]);
+        }
+        run(&server);
         for n in nodes {
             run(&["certgen", "node", n, "--dir", d]);
         }
