@@ -44,6 +44,7 @@
 pub mod downstream;
 pub mod kubeclient;
 pub mod messages;
+pub mod ratelimit;
 pub mod sync;
 pub mod tracker;
 pub mod upstream;
