@@ -80,6 +80,8 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = HubMetrics::default();
     metrics.register(&mut registry);
+    let controller_metrics = cloudhub::metrics::ControllerMetrics::default();
+    controller_metrics.register(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
     if !cfg.metrics_address.is_empty() {
         let at = ke_metrics::serve(&cfg.metrics_address, registry.clone(), cancel.clone()).await?;
@@ -142,7 +144,8 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
             let (ec_tx, ec_rx) = mpsc::channel(4096);
             let (dc_tx, dc_rx) = mpsc::channel(1024);
             if ec.enable {
-                let opts = edgecontroller::Options::from_config(ec);
+                let mut opts = edgecontroller::Options::from_config(ec);
+                opts.metrics = controller_metrics.clone();
                 info!("edgecontroller started");
                 tasks.push(tokio::spawn(edgecontroller::EdgeController::run(
                     client.clone(),
@@ -160,6 +163,7 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
                     client,
                     hub,
                     dc_rx,
+                    controller_metrics.controller("devicecontroller"),
                     cancel.clone(),
                 )));
             } else {

@@ -34,6 +34,7 @@ enum Ev {
 pub struct DeviceController {
     client: Client,
     hub: CloudHub,
+    metrics: cloudhub::metrics::ControllerHandle,
     devices: Tracker<Device, Device>,
     models: Tracker<DeviceModel, DeviceModel>,
     /// (namespace, node) → profile text last written (`None`: ConfigMap deleted).
@@ -126,14 +127,17 @@ impl DeviceController {
         client: Client,
         hub: CloudHub,
         events: mpsc::Receiver<Message>,
+        metrics: cloudhub::metrics::ControllerHandle,
         cancel: CancellationToken,
     ) {
         if let Err(e) = crate::crd::install(&client).await {
+            metrics.error();
             warn!("devicecontroller: cannot install the device CRDs (watching anyway): {e}");
         }
         let ctl = Self {
             client,
             hub,
+            metrics,
             devices: Tracker::new(ns_name, Device::clone),
             models: Tracker::new(ns_name, DeviceModel::clone),
             written: HashMap::new(),
@@ -147,8 +151,14 @@ impl DeviceController {
     }
 
     async fn serve(mut self, events: mpsc::Receiver<Message>) {
-        let edge = stream::unfold(events, |mut rx| async move {
-            rx.recv().await.map(|m| (Ev::Edge(Box::new(m)), rx))
+        let depth = self.metrics.clone();
+        let edge = stream::unfold(events, move |mut rx| {
+            let depth = depth.clone();
+            async move {
+                let m = rx.recv().await;
+                depth.set_queue_depth(rx.len());
+                m.map(|m| (Ev::Edge(Box::new(m)), rx))
+            }
         })
         .boxed();
         let mut all = stream::select_all(vec![
@@ -158,6 +168,7 @@ impl DeviceController {
         ]);
         info!("devicecontroller: watching devices and device models");
         while let Some(ev) = all.next().await {
+            self.metrics.event();
             match ev {
                 Ev::Device(e) => {
                     let done = matches!(*e, Event::InitDone);
@@ -192,8 +203,14 @@ impl DeviceController {
     fn send(&self, m: Message) {
         let resource = m.resource().to_owned();
         match self.hub.send(m) {
-            Ok(admit) => debug!(%resource, ?admit, "queued for the edge"),
-            Err(e) => warn!(%resource, "cloudhub refused the message: {e}"),
+            Ok(admit) => {
+                self.metrics.sent();
+                debug!(%resource, ?admit, "queued for the edge");
+            }
+            Err(e) => {
+                self.metrics.error();
+                warn!(%resource, "cloudhub refused the message: {e}");
+            }
         }
     }
 
@@ -289,7 +306,10 @@ impl DeviceController {
             Ok(()) => {
                 self.written.insert(key, text);
             }
-            Err(e) => warn!("device profile of node {node}: {e}"),
+            Err(e) => {
+                self.metrics.error();
+                warn!("device profile of node {node}: {e}");
+            }
         }
     }
 
@@ -352,7 +372,10 @@ impl DeviceController {
             ["device", id, "twin", "edge_updated"] => match self.report(node, id, m).await {
                 Ok(()) => self.send(messages::confirm(m)),
                 // Not confirmed: the edge sends it again later.
-                Err(e) => warn!(%node, device = %id, "reported twins not written: {e}"),
+                Err(e) => {
+                    self.metrics.error();
+                    warn!(%node, device = %id, "reported twins not written: {e}");
+                }
             },
             ["device", id, "state"] => {
                 debug!(%node, device = %id, state = %m.content_json_text(), "device state (no CRD field; confirmed)");

@@ -148,6 +148,7 @@ fn to_content<T: serde::Serialize>(o: &T, name: &str) -> Result<Value> {
 pub struct SyncController {
     client: Client,
     hub: CloudHub,
+    metrics: cloudhub::metrics::ControllerHandle,
 }
 
 impl std::fmt::Debug for SyncController {
@@ -159,7 +160,18 @@ impl std::fmt::Debug for SyncController {
 impl SyncController {
     /// A controller over `client` sending through `hub`.
     pub fn new(client: Client, hub: CloudHub) -> Self {
-        Self { client, hub }
+        Self {
+            client,
+            hub,
+            metrics: Default::default(),
+        }
+    }
+
+    /// Counts its work in `metrics` (`controller_*{controller="synccontroller"}`): one event per
+    /// pass, one message per resend.
+    pub fn with_metrics(mut self, metrics: cloudhub::metrics::ControllerHandle) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs [`Self::sync_once`] every [`PERIOD`], forever.
@@ -168,7 +180,9 @@ impl SyncController {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            self.metrics.event();
             if let Err(e) = self.sync_once().await {
+                self.metrics.error();
                 warn!("synccontroller: {e}");
             }
         }
@@ -176,8 +190,12 @@ impl SyncController {
 
     fn send(&self, m: Message) {
         let resource = m.resource().to_owned();
-        if let Err(source) = self.hub.send(m) {
-            warn!("synccontroller: {}", Error::Hub { resource, source });
+        match self.hub.send(m) {
+            Ok(_) => self.metrics.sent(),
+            Err(source) => {
+                self.metrics.error();
+                warn!("synccontroller: {}", Error::Hub { resource, source });
+            }
         }
     }
 

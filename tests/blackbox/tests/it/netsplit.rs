@@ -174,6 +174,22 @@ async fn edge_converges_after_a_netsplit_and_a_cloudcore_restart() {
     apply_all(&k8s, (0..300).map(|i| configmap(&ns, i, 0)));
     let synced = converge(&k8s, &edge, &ns, "working set").await;
     eprintln!("working set synced: {} objects", synced.len());
+    // The per-controller metrics count that work.
+    let sent = wait_metric(
+        &cloud.metrics,
+        "controller_messages_sent",
+        |v| v >= synced.len() as f64,
+        "controller_messages_sent covers the working set",
+    )
+    .await;
+    let events = metric(&cloud.metrics, "controller_events_handled")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        events >= synced.len() as f64,
+        "controller_events_handled {events}"
+    );
+    eprintln!("controller metrics: {sent} messages sent, {events} events handled");
 
     // --- the split: 500 changes while the link is down ---------------------------------------
     net.cut();
@@ -204,8 +220,10 @@ async fn edge_converges_after_a_netsplit_and_a_cloudcore_restart() {
         api.len(),
         out_at_restore - out_at_cut
     );
+    // Slack: cloudhub's ack window (64), which an old session not yet known dead may resend
+    // once more when the link comes back before the keepalive (30 s) drops it.
     assert!(
-        resent <= changed + 20.0,
+        resent <= changed + 64.0,
         "{resent} messages after reconnect for {changed} changed objects (working set {}): a relist?",
         api.len()
     );
