@@ -10,6 +10,9 @@
 //!   resourceVersion is numerically newer than the recorded one; and an `insert` for every pod
 //!   bound to an edge node that has no ObjectSync.
 //!
+//! The same pass removes the ObjectSyncs of nodes that no longer exist in Kubernetes (v1.2 left
+//! them behind forever).
+//!
 //! ClusterObjectSync and devices are not synced (neither are they in v1.2.1).
 
 use std::collections::HashSet;
@@ -199,8 +202,23 @@ impl SyncController {
         }
     }
 
-    /// One pass: deletes for vanished objects, updates for newer ones, inserts for unsynced pods.
+    /// One pass: ObjectSyncs of nodes no longer in Kubernetes removed, deletes for vanished
+    /// objects, updates for newer ones, inserts for unsynced pods.
     pub async fn sync_once(&self) -> Result<()> {
+        // Nodes first: an ObjectSync is only judged orphaned against a node list that succeeded.
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let nodes = nodes
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(api_err("list nodes"))?;
+        let all_nodes: HashSet<String> = nodes.items.iter().map(ResourceExt::name_any).collect();
+        let edge: HashSet<String> = nodes
+            .items
+            .iter()
+            .filter(|n| n.labels().contains_key(EDGE_NODE_LABEL))
+            .map(ResourceExt::name_any)
+            .collect();
+
         let syncs: Api<DynamicObject> = Api::all_with(self.client.clone(), &object_sync_resource());
         let list = syncs
             .list(&ListParams::default())
@@ -209,21 +227,17 @@ impl SyncController {
         let mut known: HashSet<String> = HashSet::new();
         for s in &list.items {
             let name = s.name_any();
-            if let Err(e) = self.sync_one(s, &name).await {
+            let result = match split_sync_name(&name) {
+                Some((node, _)) if !all_nodes.contains(node) => self.remove_orphan(s, &name, node).await,
+                _ => self.sync_one(s, &name).await,
+            };
+            if let Err(e) = result {
+                self.metrics.error();
                 warn!(objectsync = %name, "synccontroller: {e}");
             }
             known.insert(name);
         }
 
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let edge: HashSet<String> = nodes
-            .list(&ListParams::default().labels(EDGE_NODE_LABEL))
-            .await
-            .map_err(api_err("list edge nodes"))?
-            .items
-            .iter()
-            .map(ResourceExt::name_any)
-            .collect();
         if edge.is_empty() {
             return Ok(());
         }
@@ -262,6 +276,21 @@ impl SyncController {
             ));
         }
         Ok(())
+    }
+
+    /// The node of ObjectSync `name` was deleted from Kubernetes: its records go too (v1.2 kept
+    /// them forever).
+    async fn remove_orphan(&self, s: &DynamicObject, name: &str, node: &str) -> Result<()> {
+        let ns = s.namespace().unwrap_or_default();
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &object_sync_resource());
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {
+                debug!(%node, objectsync = %name, "node deleted: objectsync removed");
+                Ok(())
+            }
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(api_err(format!("delete objectsync {ns}/{name}"))(e)),
+        }
     }
 
     async fn sync_one(&self, s: &DynamicObject, name: &str) -> Result<()> {
