@@ -142,7 +142,12 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     match (client, hub.clone()) {
         (Some(client), Some(hub)) => {
             let (ec_tx, ec_rx) = mpsc::channel(4096);
-            let (dc_tx, dc_rx) = mpsc::channel(1024);
+            // `modules.devicecontroller.buffer.updateDeviceStatus`: the edge → devicecontroller
+            // inbox (v1.2's channel of the same name; default 1024).
+            let dc_buffer = usize::try_from(dc.buffer.update_device_status)
+                .unwrap_or(0)
+                .max(1);
+            let (dc_tx, dc_rx) = mpsc::channel(dc_buffer);
             if ec.enable {
                 let mut opts = edgecontroller::Options::from_config(ec);
                 opts.metrics = controller_metrics.clone();
