@@ -63,7 +63,7 @@ struct Args {
     pods: usize,
 }
 
-/// Pod name → when it reached a simulated edge (controller mode).
+/// `<ns>/pod/<name>` → when it first reached a simulated edge (controller mode).
 type Arrivals = Arc<std::sync::Mutex<HashMap<String, Instant>>>;
 
 fn rss_kb(pid: u32) -> u64 {
@@ -204,10 +204,10 @@ async fn simulated_edge(
                         tx.send(&m.ack()).await?;
                     }
                     if m.operation() == op::INSERT
-                        && let Some((_, name)) = m.resource().split_once("/pod/")
+                        && m.resource().contains("/pod/")
                         && let Ok(mut a) = arrivals.lock()
                     {
-                        a.entry(name.to_owned()).or_insert(at);
+                        a.entry(m.resource().to_owned()).or_insert(at);
                     }
                 }
                 None => bail!("{node}: cloud closed the link"),
@@ -477,9 +477,9 @@ mod controller {
             .map(|i| {
                 let api = api.clone();
                 async move {
-                    let name = format!("p{i}");
+                    let name = format!("{}/pod/p{i}", k.ns);
                     let p: Pod = serde_json::from_value(serde_json::json!({
-                        "metadata": {"name": name},
+                        "metadata": {"name": format!("p{i}")},
                         "spec": {"nodeName": format!("bench-{}", i % nodes.max(1)),
                                  "automountServiceAccountToken": false,
                                  "containers": [{"name": "c", "image": "busybox"}]}}))?;
@@ -494,10 +494,21 @@ mod controller {
         let writes: HashMap<String, Instant> = writes.into_iter().collect::<anyhow::Result<_>>()?;
         let written = t0.elapsed();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while arrivals.lock().map(|a| a.len()).unwrap_or(0) < pods && Instant::now() < deadline {
+        let ours = |a: &HashMap<String, Instant>| -> HashMap<String, Instant> {
+            a.iter()
+                .filter(|(k, _)| writes.contains_key(*k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        };
+        let mut arrivals_now = HashMap::new();
+        while Instant::now() < deadline {
+            arrivals_now = arrivals.lock().map(|a| ours(&a)).unwrap_or_default();
+            if arrivals_now.len() >= pods {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let arrivals = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+        let arrivals = arrivals_now;
         let mut lat: Vec<Duration> = writes
             .iter()
             .filter_map(|(n, t)| arrivals.get(n).map(|a| a.saturating_duration_since(*t)))
@@ -520,8 +531,17 @@ mod controller {
         Ok(())
     }
 
-    /// Deletes the namespace and the nodes this run made.
+    /// Deletes the pods (at once: no kubelet will confirm), the namespace and the nodes this run
+    /// made.
     pub(crate) async fn cleanup(k: &Kube) {
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        let pods = Api::<Pod>::namespaced(k.client.clone(), &k.ns);
+        if let Err(e) = pods.delete_collection(&now, &ListParams::default()).await {
+            eprintln!("deleting pods in {}: {e}", k.ns);
+        }
         let dp = DeleteParams::default();
         if let Err(e) = Api::<Namespace>::all(k.client.clone()).delete(&k.ns, &dp).await {
             eprintln!("deleting namespace {}: {e}", k.ns);
