@@ -168,6 +168,9 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
                     client,
                     hub,
                     dc_rx,
+                    usize::try_from(dc.load.update_device_status_workers)
+                        .unwrap_or(0)
+                        .max(1),
                     controller_metrics.controller("devicecontroller"),
                     cancel.clone(),
                 )));
