@@ -15,7 +15,7 @@
 //!
 //! ClusterObjectSync and devices are not synced (neither are they in v1.2.1).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use cloudhub::CloudHub;
@@ -32,6 +32,9 @@ use tracing::{debug, warn};
 use crate::downstream::EDGE_NODE_LABEL;
 use crate::messages;
 use crate::{Error, Result};
+
+/// Objects of one pass: kind → (namespace, name) → object.
+type Objects = HashMap<String, HashMap<(String, String), DynamicObject>>;
 
 /// How often [`SyncController`] compares ObjectSyncs with Kubernetes.
 pub const PERIOD: Duration = Duration::from_secs(5);
@@ -224,12 +227,37 @@ impl SyncController {
             .list(&ListParams::default())
             .await
             .map_err(api_err("list objectsyncs"))?;
+        // One list per kind in use, taken after the ObjectSync list (an object acked after that
+        // list is not mistaken for a deleted one) — instead of one GET per ObjectSync, which at
+        // 1000 objects would eat the whole `kubeAPIConfig.qps` budget every pass.
+        let kinds: BTreeSet<String> = list
+            .items
+            .iter()
+            .filter_map(|s| s.data.pointer("/spec/objectKind").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect();
+        let mut objects: Objects = HashMap::new();
+        for k in kinds {
+            let Some(ar) = kind_resource(&k) else {
+                continue;
+            };
+            let items = Api::<DynamicObject>::all_with(self.client.clone(), &ar)
+                .list(&ListParams::default())
+                .await
+                .map_err(api_err(format!("list {k}")))?
+                .items;
+            let by_name = items
+                .into_iter()
+                .map(|o| ((o.namespace().unwrap_or_default(), o.name_any()), o))
+                .collect();
+            objects.insert(k, by_name);
+        }
         let mut known: HashSet<String> = HashSet::new();
         for s in &list.items {
             let name = s.name_any();
             let result = match split_sync_name(&name) {
                 Some((node, _)) if !all_nodes.contains(node) => self.remove_orphan(s, &name, node).await,
-                _ => self.sync_one(s, &name).await,
+                _ => self.sync_one(s, &name, &objects),
             };
             if let Err(e) = result {
                 self.metrics.error();
@@ -293,7 +321,7 @@ impl SyncController {
         }
     }
 
-    async fn sync_one(&self, s: &DynamicObject, name: &str) -> Result<()> {
+    fn sync_one(&self, s: &DynamicObject, name: &str, objects: &Objects) -> Result<()> {
         let Some((node, uid)) = split_sync_name(name) else {
             return Ok(());
         };
@@ -308,15 +336,10 @@ impl SyncController {
         };
         let (k, obj_name) = (str_at("spec", "objectKind"), str_at("spec", "objectName"));
         let recorded = str_at("status", "objectResourceVersion");
-        let Some(ar) = kind_resource(&k) else {
-            return Ok(());
+        let Some(of_kind) = objects.get(&k) else {
+            return Ok(()); // a kind the synccontroller does not handle
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
-        let current = api
-            .get_opt(&obj_name)
-            .await
-            .map_err(api_err(format!("get {k} {ns}/{obj_name}")))?;
-        match current {
+        match of_kind.get(&(ns.clone(), obj_name.clone())) {
             None => {
                 debug!(objectsync = %name, "object gone: delete sent");
                 let stub = messages::stub(&ns, &obj_name, uid);
@@ -334,7 +357,7 @@ impl SyncController {
                 let rv = o.resource_version().unwrap_or_default();
                 if is_newer(&rv, &recorded) {
                     debug!(objectsync = %name, %rv, %recorded, "object newer: update sent");
-                    let content = to_content(&o, &obj_name)?;
+                    let content = to_content(o, &obj_name)?;
                     self.send(messages::object(
                         node,
                         op::UPDATE,
