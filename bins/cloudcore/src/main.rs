@@ -85,6 +85,8 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = HubMetrics::default();
     metrics.register(&mut registry);
+    let controller_metrics = cloudhub::metrics::ControllerMetrics::default();
+    controller_metrics.register(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
     if !cfg.metrics_address.is_empty() {
         let at = ke_metrics::serve(&cfg.metrics_address, registry.clone(), cancel.clone()).await?;
@@ -149,9 +151,15 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     match (client, hub.clone()) {
         (Some(client), Some(hub)) => {
             let (ec_tx, ec_rx) = mpsc::channel(4096);
-            let (dc_tx, dc_rx) = mpsc::channel(1024);
+            // `modules.devicecontroller.buffer.updateDeviceStatus`: the edge → devicecontroller
+            // inbox (v1.2's channel of the same name; default 1024).
+            let dc_buffer = usize::try_from(dc.buffer.update_device_status)
+                .unwrap_or(0)
+                .max(1);
+            let (dc_tx, dc_rx) = mpsc::channel(dc_buffer);
             if ec.enable {
-                let opts = edgecontroller::Options::from_config(ec);
+                let mut opts = edgecontroller::Options::from_config(ec);
+                opts.metrics = controller_metrics.clone();
                 info!("edgecontroller started");
                 tasks.push(tokio::spawn(edgecontroller::EdgeController::run(
                     client.clone(),
@@ -169,6 +177,10 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
                     client,
                     hub,
                     dc_rx,
+                    usize::try_from(dc.load.update_device_status_workers)
+                        .unwrap_or(0)
+                        .max(1),
+                    controller_metrics.controller("devicecontroller"),
                     cancel.clone(),
                 )));
             } else {

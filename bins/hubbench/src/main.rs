@@ -9,9 +9,17 @@
 //! Prints: nodes connected, cloudcore RSS (total, and per node above the idle baseline), and
 //! p50/p90/p99/max latency, next to the targets of the messaging-core issue.
 //!
+//! **Controller mode** (`--kubeconfig <admin kubeconfig>`): cloudcore's edgecontroller runs against
+//! that API server (e.g. `hack/local-k8s.sh up`); hubbench creates one edge Node per simulated node,
+//! connects the nodes, then creates `--pods` pods spread over them (32 requests in flight) and
+//! times each from the start of its API create to its arrival (and ack) at the simulated edge.
+//! Prints objects/s (pods / first write → last ack) and p50/p99 write → ack latency; deletes the
+//! namespace and nodes it made afterwards.
+//!
 //! `ulimit -n` must allow two descriptors per node (cloudcore is started with a raised soft limit
 //! when the hard limit allows).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,7 +55,16 @@ struct Args {
     /// Work directory (default: a fresh temp dir).
     #[arg(long)]
     workdir: Option<PathBuf>,
+    /// Controller mode: an admin kubeconfig of the API server cloudcore's edgecontroller watches.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Controller mode: pods to create across the nodes.
+    #[arg(long, default_value_t = 1000)]
+    pods: usize,
 }
+
+/// `<ns>/pod/<name>` → when it first reached a simulated edge (controller mode).
+type Arrivals = Arc<std::sync::Mutex<HashMap<String, Instant>>>;
 
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -101,7 +118,7 @@ fn start_cloud(args: &Args, dir: &Path, ca: &ke_pki::Ca) -> anyhow::Result<Cloud
 kind: CloudCore
 metricsAddress: 127.0.0.1:{mport}
 kubeAPIConfig:
-  kubeConfig: \"\"
+  kubeConfig: \"{kubeconfig}\"
 modules:
   cloudhub:
     nodeLimit: {limit}
@@ -118,12 +135,18 @@ modules:
       address: 127.0.0.1
       port: {port}
   edgecontroller:
-    enable: false
+    enable: {controllers}
   devicecontroller:
     enable: false
   synccontroller:
-    enable: false
+    enable: {controllers}
 ",
+        kubeconfig = args
+            .kubeconfig
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        controllers = args.kubeconfig.is_some(),
         limit = args.nodes + 10,
         ka = args.heartbeat * 2,
         dir = dir.display(),
@@ -160,6 +183,7 @@ async fn simulated_edge(
     tls: Arc<rustls::ClientConfig>,
     heartbeat: Duration,
     received: Arc<AtomicUsize>,
+    arrivals: Arrivals,
 ) -> anyhow::Result<()> {
     let hello = EdgeHello {
         node_id: node.clone(),
@@ -175,8 +199,15 @@ async fn simulated_edge(
             m = rx.recv_message() => match m? {
                 Some(m) => {
                     received.fetch_add(1, Ordering::Relaxed);
+                    let at = Instant::now();
                     if !m.header.resource_version.is_empty() {
                         tx.send(&m.ack()).await?;
+                    }
+                    if m.operation() == op::INSERT
+                        && m.resource().contains("/pod/")
+                        && let Ok(mut a) = arrivals.lock()
+                    {
+                        a.entry(m.resource().to_owned()).or_insert(at);
                     }
                 }
                 None => bail!("{node}: cloud closed the link"),
@@ -251,6 +282,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("connecting {} nodes…", args.nodes);
+    let kube = match &args.kubeconfig {
+        Some(kc) => Some(controller::setup(kc, args.nodes).await?),
+        None => None,
+    };
+    let arrivals: Arrivals = Arc::default();
     let received = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let sem = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency));
@@ -258,11 +294,12 @@ async fn main() -> anyhow::Result<()> {
     for (i, tls) in tls.into_iter().enumerate() {
         let permit = sem.clone().acquire_owned().await?;
         let (server, received, failed) = (cloud.ws.clone(), received.clone(), failed.clone());
+        let arrivals = arrivals.clone();
         let hb = Duration::from_secs(args.heartbeat);
         tokio::spawn(async move {
             let node = format!("bench-{i}");
             // Hold the permit only for the handshake: released once the first keepalive went out.
-            let fut = simulated_edge(server, node.clone(), tls, hb, received);
+            let fut = simulated_edge(server, node.clone(), tls, hb, received, arrivals);
             drop(permit);
             if let Err(e) = fut.await {
                 failed.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +337,13 @@ async fn main() -> anyhow::Result<()> {
         "cloudcore RSS {rss_loaded} KB with {connected} nodes: {per_node:.1} KB per node above idle, {:.1} KB per node total   (target <= 30 KB/node at 10,000 nodes; KubeEdge v1.2.1: 131 KB/node at 3,000)",
         rss_loaded as f64 / connected.max(1.0)
     );
+
+    if let Some(kube) = kube {
+        let r = controller::run(&kube, args.nodes, args.pods, &arrivals).await;
+        controller::cleanup(&kube).await;
+        drop(cloud);
+        return r;
+    }
 
     println!(
         "latency phase: {} msg/s for {} s through the unix socket…",
@@ -369,4 +413,145 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// Controller mode: the API side (nodes, pods, cleanup).
+mod controller {
+    use super::*;
+    use futures_util::StreamExt;
+    use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+    use kube::Api;
+    use kube::api::{DeleteParams, ListParams, PostParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+
+    /// The client and the names this run made.
+    pub(crate) struct Kube {
+        client: kube::Client,
+        ns: String,
+        label: String,
+    }
+
+    /// Connects, creates the namespace and one edge Node per simulated node.
+    pub(crate) async fn setup(kubeconfig: &Path, nodes: usize) -> anyhow::Result<Kube> {
+        let kc =
+            Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        let client = kube::Client::try_from(cfg)?;
+        let run = std::process::id();
+        let k = Kube {
+            client,
+            ns: format!("hubbench-{run}"),
+            label: format!("hubbench={run}"),
+        };
+        let pp = PostParams::default();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": k.ns}}))?;
+        Api::<Namespace>::all(k.client.clone()).create(&pp, &ns).await?;
+        println!("creating {nodes} edge nodes…");
+        let api = Api::<Node>::all(k.client.clone());
+        let results: Vec<_> = futures_util::stream::iter(0..nodes)
+            .map(|i| {
+                let (api, pp) = (api.clone(), pp.clone());
+                async move {
+                    let n: Node = serde_json::from_value(serde_json::json!({"metadata": {
+                        "name": format!("bench-{i}"),
+                        "labels": {"node-role.kubernetes.io/edge": "", "hubbench": run.to_string()}}}))?;
+                    api.create(&pp, &n).await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        Ok(k)
+    }
+
+    /// Creates `pods` pods over the nodes and waits until every one reached its edge.
+    pub(crate) async fn run(k: &Kube, nodes: usize, pods: usize, arrivals: &Arrivals) -> anyhow::Result<()> {
+        // Let the edgecontroller's node watcher see the nodes before their pods come.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!("controller phase: {pods} pods over {nodes} nodes, 32 creates in flight…");
+        let api = Api::<Pod>::namespaced(k.client.clone(), &k.ns);
+        let t0 = Instant::now();
+        let writes: Vec<anyhow::Result<(String, Instant)>> = futures_util::stream::iter(0..pods)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let name = format!("{}/pod/p{i}", k.ns);
+                    let p: Pod = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": format!("p{i}")},
+                        "spec": {"nodeName": format!("bench-{}", i % nodes.max(1)),
+                                 "automountServiceAccountToken": false,
+                                 "containers": [{"name": "c", "image": "busybox"}]}}))?;
+                    let t = Instant::now();
+                    api.create(&PostParams::default(), &p).await?;
+                    Ok((name, t))
+                }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        let writes: HashMap<String, Instant> = writes.into_iter().collect::<anyhow::Result<_>>()?;
+        let written = t0.elapsed();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let ours = |a: &HashMap<String, Instant>| -> HashMap<String, Instant> {
+            a.iter()
+                .filter(|(k, _)| writes.contains_key(*k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        };
+        let mut arrivals_now = HashMap::new();
+        while Instant::now() < deadline {
+            arrivals_now = arrivals.lock().map(|a| ours(&a)).unwrap_or_default();
+            if arrivals_now.len() >= pods {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let arrivals = arrivals_now;
+        let mut lat: Vec<Duration> = writes
+            .iter()
+            .filter_map(|(n, t)| arrivals.get(n).map(|a| a.saturating_duration_since(*t)))
+            .collect();
+        lat.sort();
+        let last = arrivals.values().max().copied().unwrap_or(t0);
+        let span = last.saturating_duration_since(t0);
+        println!(
+            "API write -> edge ack: {} of {pods} pods in {span:.2?} (writes took {written:.2?}): {:.0} objects/s; \
+             p50 {:.2?}  p99 {:.2?}  max {:.2?}",
+            lat.len(),
+            lat.len() as f64 / span.as_secs_f64().max(1e-9),
+            pct(&lat, 0.50),
+            pct(&lat, 0.99),
+            lat.last().copied().unwrap_or_default(),
+        );
+        if lat.len() < pods {
+            bail!("{} pods never reached their edge", pods - lat.len());
+        }
+        Ok(())
+    }
+
+    /// Deletes the pods (at once: no kubelet will confirm), the namespace and the nodes this run
+    /// made.
+    pub(crate) async fn cleanup(k: &Kube) {
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        let pods = Api::<Pod>::namespaced(k.client.clone(), &k.ns);
+        if let Err(e) = pods.delete_collection(&now, &ListParams::default()).await {
+            eprintln!("deleting pods in {}: {e}", k.ns);
+        }
+        let dp = DeleteParams::default();
+        if let Err(e) = Api::<Namespace>::all(k.client.clone()).delete(&k.ns, &dp).await {
+            eprintln!("deleting namespace {}: {e}", k.ns);
+        }
+        let lp = ListParams::default().labels(&k.label);
+        if let Err(e) = Api::<Node>::all(k.client.clone())
+            .delete_collection(&dp, &lp)
+            .await
+        {
+            eprintln!("deleting nodes {}: {e}", k.label);
+        }
+    }
 }

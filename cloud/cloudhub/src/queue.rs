@@ -8,7 +8,9 @@
 //!   `<type>/<namespace>/<name>`; only the newest message per key is kept; a message stays until the
 //!   edge acks it (`response` whose `parent_msg_id` is its id).
 //!
-//! Improvements over v1.2: resource versions compare numerically; up to `window` messages are in
+//! Improvements over v1.2: an insert/update whose version the edge has already acked is not sent
+//! again (the synccontroller re-offers an object until its ObjectSync is written, which trails the
+//! ack; v1.2 sent such duplicates); resource versions compare numerically; up to `window` messages are in
 //! flight at once instead of stop-and-wait; an unacked message is resent with exponential back-off
 //! for as long as it takes (v1.2 gave up after four resends), and survives disconnects.
 //!
@@ -123,6 +125,9 @@ pub struct NodeQueue {
     entries: HashMap<String, Entry>,
     pending: VecDeque<String>,
     inflight: HashMap<String, InFlight>,
+    /// Key → resource version of the live object the edge last acked (removed when its delete is
+    /// acked): one entry per object the node holds.
+    acked: HashMap<String, String>,
 }
 
 impl NodeQueue {
@@ -135,6 +140,7 @@ impl NodeQueue {
             entries: HashMap::new(),
             pending: VecDeque::new(),
             inflight: HashMap::new(),
+            acked: HashMap::new(),
         }
     }
 
@@ -172,6 +178,14 @@ impl NodeQueue {
                 self.pending.push_back(key);
             }
             return Ok(Admit::Queued);
+        }
+        if !is_delete(&msg)
+            && self
+                .acked
+                .get(&key)
+                .is_some_and(|rv| !newer(&msg.header.resource_version, rv))
+        {
+            return Ok(Admit::Stale);
         }
         if self.entries.len() >= self.limit {
             return Err(QueueFull {
@@ -219,7 +233,13 @@ impl NodeQueue {
             .get(&f.key)
             .is_some_and(|e| e.msg.header.id == parent_id && !e.queued);
         if current {
-            self.entries.remove(&f.key).map(|e| e.msg)
+            let e = self.entries.remove(&f.key)?;
+            if is_delete(&e.msg) {
+                self.acked.remove(&f.key);
+            } else {
+                self.acked.insert(f.key, e.msg.header.resource_version.clone());
+            }
+            Some(e.msg)
         } else {
             None
         }
@@ -314,6 +334,43 @@ mod tests {
             json!({"metadata": {"name": "x"}}),
         )
         .with_resource_version(rv)
+    }
+
+    #[test]
+    fn a_version_the_edge_acked_is_not_sent_again() {
+        let mut q = NodeQueue::new("n1", 10);
+        let now = Instant::now();
+        q.push(obj("update", "default/configmap/c", "7")).unwrap();
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        // The synccontroller re-offers the same version before its ObjectSync is written.
+        assert_eq!(
+            q.push(obj("update", "default/configmap/c", "7")).unwrap(),
+            Admit::Stale
+        );
+        assert_eq!(
+            q.push(obj("update", "default/configmap/c", "6")).unwrap(),
+            Admit::Stale
+        );
+        assert!(q.next(8, now).is_none());
+        // A newer version goes, and so does a delete (even at the acked version).
+        assert_eq!(
+            q.push(obj("update", "default/configmap/c", "8")).unwrap(),
+            Admit::Queued
+        );
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        assert_eq!(
+            q.push(obj("delete", "default/configmap/c", "8")).unwrap(),
+            Admit::Queued
+        );
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        // After the delete, a re-created object with any version is sent.
+        assert_eq!(
+            q.push(obj("insert", "default/configmap/c", "3")).unwrap(),
+            Admit::Queued
+        );
     }
 
     #[test]

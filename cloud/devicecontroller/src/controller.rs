@@ -1,7 +1,10 @@
 //! The controller loop: one task owns the Device/DeviceModel cache, merges both watches and the
-//! edge messages into one stream, and handles them in order (so no locks are needed).
+//! edge messages into one stream, and handles them in order (so no locks are needed). Writing
+//! reported twins (`edge_updated`) is the one slow path: it runs on per-device lanes, at most
+//! `load.updateDeviceStatusWorkers` at a time, each device's reports in arrival order.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use cloudhub::CloudHub;
 use edgecontroller::tracker::{Change, Tracker, ns_name};
@@ -15,7 +18,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -34,6 +37,7 @@ enum Ev {
 pub struct DeviceController {
     client: Client,
     hub: CloudHub,
+    metrics: cloudhub::metrics::ControllerHandle,
     devices: Tracker<Device, Device>,
     models: Tracker<DeviceModel, DeviceModel>,
     /// (namespace, node) → profile text last written (`None`: ConfigMap deleted).
@@ -42,7 +46,13 @@ pub struct DeviceController {
     devices_listed: bool,
     /// `membership/detail` requests waiting for the first list.
     waiting: Vec<Message>,
+    /// `<ns>/<device>` → its lane of reported-twin writes.
+    report_lanes: HashMap<String, mpsc::Sender<ReportJob>>,
+    /// `load.updateDeviceStatusWorkers` permits shared by the lanes.
+    report_workers: Arc<Semaphore>,
 }
+
+type ReportJob = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl std::fmt::Debug for DeviceController {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,19 +136,25 @@ impl DeviceController {
         client: Client,
         hub: CloudHub,
         events: mpsc::Receiver<Message>,
+        report_workers: usize,
+        metrics: cloudhub::metrics::ControllerHandle,
         cancel: CancellationToken,
     ) {
         if let Err(e) = crate::crd::install(&client).await {
+            metrics.error();
             warn!("devicecontroller: cannot install the device CRDs (watching anyway): {e}");
         }
         let ctl = Self {
             client,
             hub,
+            metrics,
             devices: Tracker::new(ns_name, Device::clone),
             models: Tracker::new(ns_name, DeviceModel::clone),
             written: HashMap::new(),
             devices_listed: false,
             waiting: Vec::new(),
+            report_lanes: HashMap::new(),
+            report_workers: Arc::new(Semaphore::new(report_workers.max(1))),
         };
         tokio::select! {
             () = ctl.serve(events) => {}
@@ -147,8 +163,14 @@ impl DeviceController {
     }
 
     async fn serve(mut self, events: mpsc::Receiver<Message>) {
-        let edge = stream::unfold(events, |mut rx| async move {
-            rx.recv().await.map(|m| (Ev::Edge(Box::new(m)), rx))
+        let depth = self.metrics.clone();
+        let edge = stream::unfold(events, move |mut rx| {
+            let depth = depth.clone();
+            async move {
+                let m = rx.recv().await;
+                depth.set_queue_depth(rx.len());
+                m.map(|m| (Ev::Edge(Box::new(m)), rx))
+            }
         })
         .boxed();
         let mut all = stream::select_all(vec![
@@ -158,6 +180,7 @@ impl DeviceController {
         ]);
         info!("devicecontroller: watching devices and device models");
         while let Some(ev) = all.next().await {
+            self.metrics.event();
             match ev {
                 Ev::Device(e) => {
                     let done = matches!(*e, Event::InitDone);
@@ -192,8 +215,14 @@ impl DeviceController {
     fn send(&self, m: Message) {
         let resource = m.resource().to_owned();
         match self.hub.send(m) {
-            Ok(admit) => debug!(%resource, ?admit, "queued for the edge"),
-            Err(e) => warn!(%resource, "cloudhub refused the message: {e}"),
+            Ok(admit) => {
+                self.metrics.sent();
+                debug!(%resource, ?admit, "queued for the edge");
+            }
+            Err(e) => {
+                self.metrics.error();
+                warn!(%resource, "cloudhub refused the message: {e}");
+            }
         }
     }
 
@@ -289,7 +318,10 @@ impl DeviceController {
             Ok(()) => {
                 self.written.insert(key, text);
             }
-            Err(e) => warn!("device profile of node {node}: {e}"),
+            Err(e) => {
+                self.metrics.error();
+                warn!("device profile of node {node}: {e}");
+            }
         }
     }
 
@@ -349,11 +381,7 @@ impl DeviceController {
                     self.waiting.push(m.clone());
                 }
             }
-            ["device", id, "twin", "edge_updated"] => match self.report(node, id, m).await {
-                Ok(()) => self.send(messages::confirm(m)),
-                // Not confirmed: the edge sends it again later.
-                Err(e) => warn!(%node, device = %id, "reported twins not written: {e}"),
-            },
+            ["device", id, "twin", "edge_updated"] => self.report(node, id, m),
             ["device", id, "state"] => {
                 debug!(%node, device = %id, state = %m.content_json_text(), "device state (no CRD field; confirmed)");
                 self.send(messages::confirm(m));
@@ -374,13 +402,9 @@ impl DeviceController {
         self.send(messages::detail_reply(request, list));
     }
 
-    /// Writes the reported values of an `edge_updated` message into the Device's `status.twins`.
-    async fn report(&self, node: &str, id: &str, m: &Message) -> Result<()> {
-        let update: TwinUpdate =
-            serde_json::from_str(&m.content_json_text()).map_err(|e| Error::Content {
-                resource: m.resource().to_owned(),
-                reason: e.to_string(),
-            })?;
+    /// Queues the write of an `edge_updated` message's reported values on the device's lane;
+    /// the edge gets its confirmation once they are written (else it sends them again later).
+    fn report(&mut self, node: &str, id: &str, m: &Message) {
         let Some(ns) = self
             .devices
             .values()
@@ -388,42 +412,87 @@ impl DeviceController {
             .and_then(ResourceExt::namespace)
         else {
             debug!(%node, device = %id, "report for a device not bound to this node; dropped");
+            return;
+        };
+        let (client, hub, metrics) = (self.client.clone(), self.hub.clone(), self.metrics.clone());
+        let key = format!("{ns}/{id}");
+        let (node, id, m) = (node.to_owned(), id.to_owned(), m.clone());
+        let job: ReportJob = Box::pin(async move {
+            match write_report(&client, &ns, &id, &m).await {
+                Ok(()) => match hub.send(messages::confirm(&m)) {
+                    Ok(_) => metrics.sent(),
+                    Err(e) => {
+                        metrics.error();
+                        warn!(%node, device = %id, "cloudhub refused the confirmation: {e}");
+                    }
+                },
+                Err(e) => {
+                    metrics.error();
+                    warn!(%node, device = %id, "reported twins not written: {e}");
+                }
+            }
+        });
+        let workers = self.report_workers.clone();
+        let key_of_full_lane = key.clone();
+        let lane = self.report_lanes.entry(key).or_insert_with(|| {
+            let (tx, mut rx) = mpsc::channel::<ReportJob>(64);
+            tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    let Ok(_permit) = workers.acquire().await else {
+                        return;
+                    };
+                    job.await;
+                }
+            });
+            tx
+        });
+        // A full lane (one device flooding reports) drops the report unconfirmed: the edge resends.
+        if lane.try_send(job).is_err() {
+            self.metrics.error();
+            warn!(device = %key_of_full_lane, "report lane full; left for the edge to resend");
+        }
+    }
+}
+
+/// Writes the reported values of an `edge_updated` message into Device `ns/id`'s `status.twins`.
+async fn write_report(client: &Client, ns: &str, id: &str, m: &Message) -> Result<()> {
+    let update: TwinUpdate = serde_json::from_str(&m.content_json_text()).map_err(|e| Error::Content {
+        resource: m.resource().to_owned(),
+        reason: e.to_string(),
+    })?;
+    let api: Api<Device> = Api::namespaced(client.clone(), ns);
+    let what = || format!("patch device {ns}/{id}");
+    for _ in 0..5 {
+        let Some(cur) = api
+            .get_opt(id)
+            .await
+            .map_err(api_err(format!("get device {ns}/{id}")))?
+        else {
             return Ok(());
         };
-        let api: Api<Device> = Api::namespaced(self.client.clone(), &ns);
-        let what = || format!("patch device {ns}/{id}");
-        for _ in 0..5 {
-            let Some(cur) = api
-                .get_opt(id)
-                .await
-                .map_err(api_err(format!("get device {ns}/{id}")))?
-            else {
+        let Some(twins) = apply_report(cur.twins(), &update) else {
+            return Ok(());
+        };
+        let patch = json!({
+            "metadata": {"resourceVersion": cur.metadata.resource_version},
+            "status": {"twins": twins},
+        });
+        match api
+            .patch(id, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                debug!(device = %format!("{ns}/{id}"), "reported twins written");
                 return Ok(());
-            };
-            let Some(twins) = apply_report(cur.twins(), &update) else {
-                return Ok(());
-            };
-            let patch = json!({
-                "metadata": {"resourceVersion": cur.metadata.resource_version},
-                "status": {"twins": twins},
-            });
-            match api
-                .patch(id, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {
-                    debug!(device = %format!("{ns}/{id}"), "reported twins written");
-                    return Ok(());
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(api_err(what())(e)),
             }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(api_err(what())(e)),
         }
-        Err(Error::Content {
-            resource: m.resource().to_owned(),
-            reason: "the device kept changing (resource-version conflicts)".into(),
-        })
     }
+    Err(Error::Content {
+        resource: m.resource().to_owned(),
+        reason: "the device kept changing (resource-version conflicts)".into(),
+    })
 }
 
 #[cfg(test)]

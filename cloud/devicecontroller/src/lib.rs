@@ -22,6 +22,16 @@
 //! `status.twins[].reported`), `get` `node/<node>/membership/detail`, `update`
 //! `node/<node>/device/<id>/state` (confirmed; the CRD has no field for it, as in v1.2).
 //!
+//! # Configuration (`modules.devicecontroller`)
+//! * `buffer.updateDeviceStatus` (default 1024): size of cloudcore's edge → devicecontroller inbox;
+//! * `load.updateDeviceStatusWorkers` (default 1): reported-twin writes in flight at once; each
+//!   device's reports stay in arrival order (one lane per device);
+//! * `buffer.deviceEvent` / `buffer.deviceModelEvent`: accepted, no effect — the watches are
+//!   streams consumed in place, there is no event channel to size.
+//!
+//! Metrics: `controller_*{controller="devicecontroller"}` on cloudcore's `/metrics`; the queue
+//! depth is the inbox's.
+//!
 //! # Fixed relative to v1.2.1
 //! * `membership/detail` requests are answered (v1.2 had no reply; edges never got a resync);
 //!   requests arriving before the first Device list completes are answered right after it.

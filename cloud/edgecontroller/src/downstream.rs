@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::messages;
 use crate::tracker::{Change, Tracker, ns_name};
 use cloudhub::CloudHub;
+use cloudhub::metrics::ControllerHandle;
 
 /// Label that makes a Node an edge node (value `""`).
 pub const EDGE_NODE_LABEL: &str = "node-role.kubernetes.io/edge";
@@ -40,6 +41,7 @@ enum Ev {
 pub struct Downstream {
     client: Client,
     hub: CloudHub,
+    metrics: ControllerHandle,
     /// Edge nodes → their `Ready` condition is `True`.
     nodes: Tracker<Node, bool>,
     pods: Tracker<Pod, Pod>,
@@ -179,6 +181,7 @@ impl Downstream {
         Self {
             client,
             hub,
+            metrics: ControllerHandle::default(),
             nodes: Tracker::new(|n| n.name_any(), node_ready),
             pods: Tracker::new(ns_name, Pod::clone),
             configmaps: Tracker::new(ns_name, rv_uid),
@@ -188,6 +191,12 @@ impl Downstream {
             configmap_nodes: HashMap::new(),
             secret_nodes: HashMap::new(),
         }
+    }
+
+    /// Counts its work in `metrics` (`controller_*{controller="edgecontroller"}`).
+    pub fn with_metrics(mut self, metrics: ControllerHandle) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Watches until the streams end (they do not: watch errors are retried with back-off).
@@ -214,6 +223,7 @@ impl Downstream {
     }
 
     fn handle(&mut self, ev: Ev) {
+        self.metrics.event();
         match ev {
             Ev::Node(e) => {
                 for ch in self.nodes.step(*e) {
@@ -251,8 +261,14 @@ impl Downstream {
     fn send(&self, m: Message) {
         let resource = m.resource().to_owned();
         match self.hub.send(m) {
-            Ok(admit) => debug!(%resource, ?admit, "queued for the edge"),
-            Err(e) => warn!(%resource, "cloudhub refused the message: {e}"),
+            Ok(admit) => {
+                self.metrics.sent();
+                debug!(%resource, ?admit, "queued for the edge");
+            }
+            Err(e) => {
+                self.metrics.error();
+                warn!(%resource, "cloudhub refused the message: {e}");
+            }
         }
     }
 

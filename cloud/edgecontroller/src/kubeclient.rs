@@ -2,11 +2,13 @@
 //!
 //! As in v1.2 (`clientcmd.BuildConfigFromFlags(master, kubeConfig)`): the kubeconfig's current
 //! context, with `master` (when set) overriding its server URL; with neither, the in-cluster
-//! service-account configuration.
+//! service-account configuration. Every call goes through a token bucket of
+//! `kubeAPIConfig.qps`/`burst` ([`crate::ratelimit`]), as client-go's limiter did in v1.2.
 
 use ke_config::cloudcore::KubeApiConfig;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::ratelimit::RateLimitLayer;
 use crate::{Error, Result};
 
 /// Where the client configuration comes from.
@@ -46,12 +48,14 @@ pub async fn config(cfg: &KubeApiConfig) -> Result<Option<(kube::Config, Source)
     Ok(kube::Config::incluster().ok().map(|c| (c, Source::InCluster)))
 }
 
-/// A client for [`config`].
+/// A client for [`config`], rate-limited to `qps` requests per second with bursts of `burst`.
 pub async fn client(cfg: &KubeApiConfig) -> Result<Option<kube::Client>> {
-    match config(cfg).await? {
-        Some((c, _)) => kube::Client::try_from(c).map(Some).map_err(Error::Client),
-        None => Ok(None),
-    }
+    let Some((c, _)) = config(cfg).await? else {
+        return Ok(None);
+    };
+    let limit = RateLimitLayer::new(f64::from(cfg.qps), u32::try_from(cfg.burst).unwrap_or(0));
+    let builder = kube::client::ClientBuilder::try_from(c).map_err(Error::Client)?;
+    Ok(Some(builder.with_layer(&limit).build()))
 }
 
 fn parse_master(master: &str) -> Result<Option<http::Uri>> {

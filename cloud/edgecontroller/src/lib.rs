@@ -35,8 +35,10 @@
 //! * a disconnected edge's node goes `Ready=Unknown` at once instead of after the controller
 //!   manager's 40 s grace period.
 //!
-//! Not done (yet): `kubeAPIConfig.qps`/`burst` (kube-rs has no client-side rate limiter; the
-//! values are read and ignored), `contentType` (JSON is always used), the per-handler
+//! `kubeAPIConfig.qps`/`burst` rate-limit every API call of cloudcore's client ([`ratelimit`], a
+//! token bucket as client-go's).
+//!
+//! Not done (yet): `contentType` (JSON is always used), the per-handler
 //! `buffer`/`load` sizes (one bounded worker pool of the `load` total is used),
 //! ClusterObjectSync (not used by v1.2.1 either).
 #![warn(missing_docs)]
@@ -44,6 +46,7 @@
 pub mod downstream;
 pub mod kubeclient;
 pub mod messages;
+pub mod ratelimit;
 pub mod sync;
 pub mod tracker;
 pub mod upstream;
@@ -112,6 +115,8 @@ pub struct Options {
     pub node_update_frequency: Duration,
     /// Edge messages handled concurrently (API calls in flight).
     pub workers: usize,
+    /// Where the controllers count their work (`controller_*` metrics).
+    pub metrics: cloudhub::metrics::ControllerMetrics,
 }
 
 impl Default for Options {
@@ -119,6 +124,7 @@ impl Default for Options {
         Self {
             node_update_frequency: Duration::from_secs(10),
             workers: 16,
+            metrics: Default::default(),
         }
     }
 }
@@ -147,6 +153,7 @@ impl Options {
         Self {
             node_update_frequency: cfg.node_update_frequency(),
             workers,
+            metrics: Default::default(),
         }
     }
 }
@@ -165,8 +172,10 @@ impl EdgeController {
         opts: Options,
         cancel: CancellationToken,
     ) {
-        let down = downstream::Downstream::new(client.clone(), hub.clone());
-        let resync = sync::SyncController::new(client.clone(), hub.clone());
+        let down = downstream::Downstream::new(client.clone(), hub.clone())
+            .with_metrics(opts.metrics.controller("edgecontroller"));
+        let resync = sync::SyncController::new(client.clone(), hub.clone())
+            .with_metrics(opts.metrics.controller("synccontroller"));
         let up = upstream::Upstream::new(client, hub, opts);
         tokio::select! {
             () = down.run() => {}

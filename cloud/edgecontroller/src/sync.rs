@@ -10,9 +10,12 @@
 //!   resourceVersion is numerically newer than the recorded one; and an `insert` for every pod
 //!   bound to an edge node that has no ObjectSync.
 //!
+//! The same pass removes the ObjectSyncs of nodes that no longer exist in Kubernetes (v1.2 left
+//! them behind forever).
+//!
 //! ClusterObjectSync and devices are not synced (neither are they in v1.2.1).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use cloudhub::CloudHub;
@@ -29,6 +32,9 @@ use tracing::{debug, warn};
 use crate::downstream::EDGE_NODE_LABEL;
 use crate::messages;
 use crate::{Error, Result};
+
+/// Objects of one pass: kind → (namespace, name) → object.
+type Objects = HashMap<String, HashMap<(String, String), DynamicObject>>;
 
 /// How often [`SyncController`] compares ObjectSyncs with Kubernetes.
 pub const PERIOD: Duration = Duration::from_secs(5);
@@ -148,6 +154,7 @@ fn to_content<T: serde::Serialize>(o: &T, name: &str) -> Result<Value> {
 pub struct SyncController {
     client: Client,
     hub: CloudHub,
+    metrics: cloudhub::metrics::ControllerHandle,
 }
 
 impl std::fmt::Debug for SyncController {
@@ -159,7 +166,18 @@ impl std::fmt::Debug for SyncController {
 impl SyncController {
     /// A controller over `client` sending through `hub`.
     pub fn new(client: Client, hub: CloudHub) -> Self {
-        Self { client, hub }
+        Self {
+            client,
+            hub,
+            metrics: Default::default(),
+        }
+    }
+
+    /// Counts its work in `metrics` (`controller_*{controller="synccontroller"}`): one event per
+    /// pass, one message per resend.
+    pub fn with_metrics(mut self, metrics: cloudhub::metrics::ControllerHandle) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs [`Self::sync_once`] every [`PERIOD`], forever.
@@ -168,7 +186,9 @@ impl SyncController {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            self.metrics.event();
             if let Err(e) = self.sync_once().await {
+                self.metrics.error();
                 warn!("synccontroller: {e}");
             }
         }
@@ -176,36 +196,76 @@ impl SyncController {
 
     fn send(&self, m: Message) {
         let resource = m.resource().to_owned();
-        if let Err(source) = self.hub.send(m) {
-            warn!("synccontroller: {}", Error::Hub { resource, source });
+        match self.hub.send(m) {
+            Ok(_) => self.metrics.sent(),
+            Err(source) => {
+                self.metrics.error();
+                warn!("synccontroller: {}", Error::Hub { resource, source });
+            }
         }
     }
 
-    /// One pass: deletes for vanished objects, updates for newer ones, inserts for unsynced pods.
+    /// One pass: ObjectSyncs of nodes no longer in Kubernetes removed, deletes for vanished
+    /// objects, updates for newer ones, inserts for unsynced pods.
     pub async fn sync_once(&self) -> Result<()> {
+        // Nodes first: an ObjectSync is only judged orphaned against a node list that succeeded.
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let nodes = nodes
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(api_err("list nodes"))?;
+        let all_nodes: HashSet<String> = nodes.items.iter().map(ResourceExt::name_any).collect();
+        let edge: HashSet<String> = nodes
+            .items
+            .iter()
+            .filter(|n| n.labels().contains_key(EDGE_NODE_LABEL))
+            .map(ResourceExt::name_any)
+            .collect();
+
         let syncs: Api<DynamicObject> = Api::all_with(self.client.clone(), &object_sync_resource());
         let list = syncs
             .list(&ListParams::default())
             .await
             .map_err(api_err("list objectsyncs"))?;
+        // One list per kind in use, taken after the ObjectSync list (an object acked after that
+        // list is not mistaken for a deleted one) — instead of one GET per ObjectSync, which at
+        // 1000 objects would eat the whole `kubeAPIConfig.qps` budget every pass.
+        let kinds: BTreeSet<String> = list
+            .items
+            .iter()
+            .filter_map(|s| s.data.pointer("/spec/objectKind").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect();
+        let mut objects: Objects = HashMap::new();
+        for k in kinds {
+            let Some(ar) = kind_resource(&k) else {
+                continue;
+            };
+            let items = Api::<DynamicObject>::all_with(self.client.clone(), &ar)
+                .list(&ListParams::default())
+                .await
+                .map_err(api_err(format!("list {k}")))?
+                .items;
+            let by_name = items
+                .into_iter()
+                .map(|o| ((o.namespace().unwrap_or_default(), o.name_any()), o))
+                .collect();
+            objects.insert(k, by_name);
+        }
         let mut known: HashSet<String> = HashSet::new();
         for s in &list.items {
             let name = s.name_any();
-            if let Err(e) = self.sync_one(s, &name).await {
+            let result = match split_sync_name(&name) {
+                Some((node, _)) if !all_nodes.contains(node) => self.remove_orphan(s, &name, node).await,
+                _ => self.sync_one(s, &name, &objects),
+            };
+            if let Err(e) = result {
+                self.metrics.error();
                 warn!(objectsync = %name, "synccontroller: {e}");
             }
             known.insert(name);
         }
 
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let edge: HashSet<String> = nodes
-            .list(&ListParams::default().labels(EDGE_NODE_LABEL))
-            .await
-            .map_err(api_err("list edge nodes"))?
-            .items
-            .iter()
-            .map(ResourceExt::name_any)
-            .collect();
         if edge.is_empty() {
             return Ok(());
         }
@@ -246,7 +306,22 @@ impl SyncController {
         Ok(())
     }
 
-    async fn sync_one(&self, s: &DynamicObject, name: &str) -> Result<()> {
+    /// The node of ObjectSync `name` was deleted from Kubernetes: its records go too (v1.2 kept
+    /// them forever).
+    async fn remove_orphan(&self, s: &DynamicObject, name: &str, node: &str) -> Result<()> {
+        let ns = s.namespace().unwrap_or_default();
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &object_sync_resource());
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {
+                debug!(%node, objectsync = %name, "node deleted: objectsync removed");
+                Ok(())
+            }
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(api_err(format!("delete objectsync {ns}/{name}"))(e)),
+        }
+    }
+
+    fn sync_one(&self, s: &DynamicObject, name: &str, objects: &Objects) -> Result<()> {
         let Some((node, uid)) = split_sync_name(name) else {
             return Ok(());
         };
@@ -261,15 +336,10 @@ impl SyncController {
         };
         let (k, obj_name) = (str_at("spec", "objectKind"), str_at("spec", "objectName"));
         let recorded = str_at("status", "objectResourceVersion");
-        let Some(ar) = kind_resource(&k) else {
-            return Ok(());
+        let Some(of_kind) = objects.get(&k) else {
+            return Ok(()); // a kind the synccontroller does not handle
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
-        let current = api
-            .get_opt(&obj_name)
-            .await
-            .map_err(api_err(format!("get {k} {ns}/{obj_name}")))?;
-        match current {
+        match of_kind.get(&(ns.clone(), obj_name.clone())) {
             None => {
                 debug!(objectsync = %name, "object gone: delete sent");
                 let stub = messages::stub(&ns, &obj_name, uid);
@@ -287,7 +357,7 @@ impl SyncController {
                 let rv = o.resource_version().unwrap_or_default();
                 if is_newer(&rv, &recorded) {
                     debug!(objectsync = %name, %rv, %recorded, "object newer: update sent");
-                    let content = to_content(&o, &obj_name)?;
+                    let content = to_content(o, &obj_name)?;
                     self.send(messages::object(
                         node,
                         op::UPDATE,

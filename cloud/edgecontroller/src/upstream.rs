@@ -66,6 +66,7 @@ pub struct Upstream {
     client: Client,
     hub: CloudHub,
     opts: Options,
+    metrics: cloudhub::metrics::ControllerHandle,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -168,7 +169,13 @@ type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 impl Upstream {
     /// A handler calling the API through `client` and replying through `hub`.
     pub fn new(client: Client, hub: CloudHub, opts: Options) -> Self {
-        Self { client, hub, opts }
+        let metrics = opts.metrics.controller("upstream");
+        Self {
+            client,
+            hub,
+            opts,
+            metrics,
+        }
     }
 
     /// Consumes CloudHub's events until the channel closes.
@@ -196,6 +203,7 @@ impl Upstream {
                         Box::pin(async move {
                             let resource = m.resource().to_owned();
                             if let Err(e) = t.handle(&m).await {
+                                t.metrics.error();
                                 warn!(%resource, operation = %m.operation(), "edge message failed: {e}");
                             }
                         }),
@@ -212,6 +220,7 @@ impl Upstream {
                         node,
                         Box::pin(async move {
                             if let Err(e) = t.mark_disconnected(&n).await {
+                                t.metrics.error();
                                 warn!(node = %n, "cannot mark the node NotReady: {e}");
                             }
                         }),
@@ -225,6 +234,7 @@ impl Upstream {
                         node.clone(),
                         Box::pin(async move {
                             if let Err(e) = crate::sync::record_ack(&t.client, &node, &message).await {
+                                t.metrics.error();
                                 warn!(%node, resource = %message.resource(), "objectsync not recorded: {e}");
                             }
                         }),
@@ -233,7 +243,7 @@ impl Upstream {
             };
             let lane = lanes.entry(node).or_insert_with(|| {
                 let (tx, mut rx) = mpsc::channel::<Job>(256);
-                let sem = sem.clone();
+                let (sem, metrics) = (sem.clone(), this.metrics.clone());
                 tokio::spawn(async move {
                     while let Some(job) = rx.recv().await {
                         let Ok(permit) = sem.clone().acquire_owned().await else {
@@ -241,13 +251,18 @@ impl Upstream {
                         };
                         job.await;
                         drop(permit);
+                        metrics.dequeued();
+                        metrics.event();
                     }
                 });
                 tx
             });
             // A full lane (slow API server) makes this loop wait: back-pressure reaches CloudHub
             // instead of a queue growing without bound.
+            this.metrics.enqueued();
             if lane.send(job).await.is_err() {
+                this.metrics.dequeued();
+                this.metrics.error();
                 warn!("edgecontroller lane stopped: edge message dropped");
             }
         }
@@ -280,8 +295,9 @@ impl Upstream {
         let resource = m.resource().to_owned();
         self.hub
             .send(m)
-            .map(|_| ())
-            .map_err(|source| Error::Hub { resource, source })
+            .map_err(|source| Error::Hub { resource, source })?;
+        self.metrics.sent();
+        Ok(())
     }
 
     fn node_reply(&self, req: &Message, node: &str, r: Resource<'_>, rv: &str, ok: bool) -> Result<()> {

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ke_testkit::netns::NetNs;
 use ke_testkit::{Daemon, Pki, bin, eventually, free_tcp_port, free_udp_port};
 
 pub(crate) struct Cloud {
@@ -54,8 +55,13 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn new(nodes: &[&str]) -> Self {
+        Self::new_with_sans(nodes, &[])
+    }
+
+    /// Like [`new`](Self::new), cloudcore's certificate also valid for `sans`.
+    pub(crate) fn new_with_sans(nodes: &[&str], sans: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::generate(dir.path(), nodes);
+        let pki = Pki::generate_with_sans(dir.path(), nodes, sans);
         Self { dir, pki }
     }
 
@@ -70,6 +76,12 @@ impl Cluster {
     /// A cloudcore whose edgecontroller talks to the API server of `kubeconfig` (`None`: no
     /// Kubernetes, cloudhub alone).
     pub(crate) fn cloud_with(&self, extra_cloudhub: &str, kubeconfig: Option<&Path>) -> Cloud {
+        self.cloud_on("127.0.0.1", extra_cloudhub, kubeconfig)
+    }
+
+    /// Like [`cloud_with`](Self::cloud_with), cloudhub listening on `addr` (e.g. a
+    /// [`NetNs::host_ip`]); metrics and the unix socket stay local.
+    pub(crate) fn cloud_on(&self, addr: &str, extra_cloudhub: &str, kubeconfig: Option<&Path>) -> Cloud {
         let kubeconfig = kubeconfig.map(|p| p.display().to_string()).unwrap_or_default();
         let (ws, quic, m) = (free_tcp_port(), free_udp_port(), free_tcp_port());
         let sock = self.path().join("cloudhub.sock");
@@ -90,14 +102,14 @@ modules:
 {extra_cloudhub}
     quic:
       enable: true
-      address: 127.0.0.1
+      address: {addr}
       port: {quic}
     unixsocket:
       enable: true
       address: unix://{sock}
     websocket:
       enable: true
-      address: 127.0.0.1
+      address: {addr}
       port: {ws}
 ",
             ca = self.pki.ca().display(),
@@ -116,8 +128,8 @@ modules:
         );
         Cloud {
             daemon,
-            ws: format!("127.0.0.1:{ws}"),
-            quic: format!("127.0.0.1:{quic}"),
+            ws: format!("{addr}:{ws}"),
+            quic: format!("{addr}:{quic}"),
             sock,
             metrics: format!("127.0.0.1:{m}"),
             config,
@@ -160,10 +172,45 @@ modules:
         self.edge_custom(node, ws, quic_server, quic, eventbus, twin, &edged)
     }
 
+    /// An edgecore (edged, eventbus and twin off) inside `ns`, dialling `cloud` over WebSocket.
+    pub(crate) fn edge_in(&self, ns: &NetNs, node: &str, cloud: &Cloud) -> Edge {
+        let edged = format!(
+            "  edged:\n    enable: false\n    hostnameOverride: {node}\n    nodeIP: {}\n",
+            ns.ns_ip()
+        );
+        let eventbus = "  eventbus:\n    enable: false\n";
+        self.edge_start(
+            Some(ns),
+            node,
+            &cloud.ws,
+            &cloud.quic,
+            false,
+            eventbus,
+            false,
+            &edged,
+        )
+    }
+
     /// The general form: `edged` is the whole `edged:` section (indented under `modules:`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn edge_custom(
         &self,
+        node: &str,
+        ws: &str,
+        quic_server: &str,
+        quic: bool,
+        eventbus: &str,
+        twin: bool,
+        edged: &str,
+    ) -> Edge {
+        self.edge_start(None, node, ws, quic_server, quic, eventbus, twin, edged)
+    }
+
+    /// [`edge_custom`](Self::edge_custom), inside `netns` when given.
+    #[allow(clippy::too_many_arguments)]
+    fn edge_start(
+        &self,
+        netns: Option<&NetNs>,
         node: &str,
         ws: &str,
         quic_server: &str,
@@ -206,12 +253,11 @@ modules:
         );
         let config = self.path().join(format!("edgecore-{node}.yaml"));
         std::fs::write(&config, cfg).unwrap();
-        let daemon = Daemon::start(
-            node,
-            &bin("edgecore"),
-            &["--config", config.to_str().unwrap()],
-            self.path(),
-        );
+        let args = ["--config", config.to_str().unwrap()];
+        let daemon = match netns {
+            Some(ns) => ns.daemon(node, &bin("edgecore"), &args, self.path()),
+            None => Daemon::start(node, &bin("edgecore"), &args, self.path()),
+        };
         Edge {
             daemon,
             metrics: format!("127.0.0.1:{m}"),

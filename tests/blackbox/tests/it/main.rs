@@ -10,6 +10,7 @@ mod devices;
 mod edged_k8s;
 mod link;
 mod mappers;
+mod netsplit;
 mod offline;
 mod sync;
 mod twin;

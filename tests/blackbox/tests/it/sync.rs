@@ -119,3 +119,74 @@ async fn objectsync_records_delivery_and_resync_deletes_what_the_edge_missed() {
     let _ = k8s.kubectl(&["delete", "node", &node, "--wait=false"]);
     let _ = k8s.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[tokio::test]
+async fn objectsyncs_of_a_node_deleted_from_kubernetes_are_removed() {
+    let Some(k8s) = LocalK8s::shared() else { return };
+    let id = std::process::id();
+    let (node, ns) = (format!("gone-edge-{id}"), format!("gone-{id}"));
+    let c = Cluster::new(&[&node]);
+    let cloud = c.cloud_with("", Some(&k8s.cloudcore_kubeconfig));
+    let edge = c.edge(&node, &cloud, false);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "edge connected",
+    )
+    .await;
+    k8s.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  labels: {{node-role.kubernetes.io/edge: \"\"}}\n"
+    ));
+    let pods: String = (0..3)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web{i}, namespace: {ns}}}\nspec:\n  nodeName: {node}\n  automountServiceAccountToken: false\n  containers: [{{name: c, image: nginx}}]\n"
+            )
+        })
+        .collect();
+    eventually(T, "pods accepted", || {
+        let ok = k8s.try_apply(&pods).is_ok();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let syncs_of_node = || {
+        let out = k8s.kubectl_ok(&[
+            "get",
+            "objectsyncs.reliablesyncs.kubeedge.io",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        out.split_whitespace()
+            .filter(|n| n.starts_with(&format!("{node}.")))
+            .count()
+    };
+    eventually(T, "three objectsyncs recorded", || {
+        let n = syncs_of_node();
+        async move { (n == 3).then_some(()) }
+    })
+    .await;
+    assert!(edge.meta(&format!("{ns}/pod/web0")).is_some());
+
+    // The edge goes away for good (no ack can remove anything now), then its node leaves
+    // Kubernetes: its records go.
+    let mut edge = edge;
+    edge.daemon.stop();
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 0.0,
+        "edge gone",
+    )
+    .await;
+    k8s.kubectl_ok(&["delete", "node", &node]);
+    eventually(T, "objectsyncs of the deleted node removed", || {
+        let n = syncs_of_node();
+        async move { (n == 0).then_some(()) }
+    })
+    .await;
+
+    let _ = k8s.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
