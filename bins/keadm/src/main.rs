@@ -37,8 +37,34 @@ enum Command {
     Gettoken(gettoken::Args),
     /// Undo `init` / `join`: stop the daemons, remove their pods, units and files.
     Reset(reset::Args),
-    /// Print the version.
-    Version,
+    /// Print the version (`-o json|yaml|short`, as v1.2's keadm).
+    Version {
+        /// Output format; default: one line.
+        #[arg(short = 'o', long = "output", value_enum)]
+        output: Option<VersionFormat>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum VersionFormat {
+    Json,
+    Yaml,
+    Short,
+}
+
+fn print_version(format: Option<VersionFormat>) {
+    let v = env!("CARGO_PKG_VERSION");
+    match format {
+        None => println!("KubeEdge-rs v{v} (wire-compatible with KubeEdge v1.2)"),
+        Some(VersionFormat::Short) => println!("v{v}"),
+        Some(VersionFormat::Json) => println!(
+            "{}",
+            serde_json::json!({"gitVersion": format!("v{v}"), "compatibleWith": "v1.2.1", "implementation": "KubeEdge-rs"})
+        ),
+        Some(VersionFormat::Yaml) => {
+            println!("compatibleWith: v1.2.1\ngitVersion: v{v}\nimplementation: KubeEdge-rs")
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,11 +75,8 @@ fn main() -> std::process::ExitCode {
         Command::Certgen(a) => certgen::run(a),
         Command::Gettoken(a) => gettoken::run(a),
         Command::Reset(a) => reset::run(a),
-        Command::Version => {
-            println!(
-                "KubeEdge-rs v{} (wire-compatible with KubeEdge v1.2)",
-                env!("CARGO_PKG_VERSION")
-            );
+        Command::Version { output } => {
+            print_version(output);
             Ok(())
         }
     };

@@ -188,3 +188,18 @@ fn reset_with_nothing_installed_says_so() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to reset"));
 }
+
+#[test]
+fn version_prints_in_each_format() {
+    let run = |args: &[&str]| {
+        let o = Command::new(bin("keadm")).args(args).output().expect("keadm");
+        assert!(o.status.success(), "keadm {args:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let v: serde_json::Value = serde_json::from_str(&run(&["version", "-o", "json"])).unwrap();
+    let git = v["gitVersion"].as_str().unwrap().to_owned();
+    assert!(git.starts_with('v'), "{v}");
+    assert_eq!(run(&["version", "-o", "short"]), git);
+    assert!(run(&["version", "-o", "yaml"]).contains(&format!("gitVersion: {git}")));
+    assert!(run(&["version"]).contains(&git));
+}
