@@ -70,9 +70,28 @@ pub fn classify(msg: &Message) -> Lane {
         return Lane::List;
     }
     match parsed {
+        // A reply to an edge query is owed to that query: it never merges with another message
+        // for the object (v1.2 bug: two queries for one secret, e.g. two pods of a Deployment
+        // mounting it, got one reply; the other waited out its timeout).
+        Some(r)
+            if !r.name.is_empty() && msg.operation() == op::RESPONSE && !msg.header.parent_id.is_empty() =>
+        {
+            Lane::Acked(format!(
+                "{}/{}/{}{REPLY_SEP}{}",
+                r.kind, r.namespace, r.name, msg.header.parent_id
+            ))
+        }
         Some(r) if !r.name.is_empty() => Lane::Acked(format!("{}/{}/{}", r.kind, r.namespace, r.name)),
         _ => Lane::List,
     }
+}
+
+/// Separates the object key from the query id in the key of a query reply.
+const REPLY_SEP: &str = "#reply:";
+
+/// The object a key is about (a query reply's key without its query id).
+fn object_key(key: &str) -> &str {
+    key.split_once(REPLY_SEP).map_or(key, |(k, _)| k)
 }
 
 fn is_delete(msg: &Message) -> bool {
@@ -234,10 +253,15 @@ impl NodeQueue {
             .is_some_and(|e| e.msg.header.id == parent_id && !e.queued);
         if current {
             let e = self.entries.remove(&f.key)?;
+            let key = object_key(&f.key).to_owned();
             if is_delete(&e.msg) {
-                self.acked.remove(&f.key);
-            } else {
-                self.acked.insert(f.key, e.msg.header.resource_version.clone());
+                self.acked.remove(&key);
+            } else if self
+                .acked
+                .get(&key)
+                .is_none_or(|rv| newer(&e.msg.header.resource_version, rv))
+            {
+                self.acked.insert(key, e.msg.header.resource_version.clone());
             }
             Some(e.msg)
         } else {
@@ -334,6 +358,28 @@ mod tests {
             json!({"metadata": {"name": "x"}}),
         )
         .with_resource_version(rv)
+    }
+
+    #[test]
+    fn every_query_gets_its_reply_even_for_the_same_object() {
+        let mut q = NodeQueue::new("n1", 10);
+        let now = Instant::now();
+        let reply = |parent: &str| obj("response", "default/secret/token", "5").with_parent(parent);
+        assert_eq!(q.push(reply("query-1")).unwrap(), Admit::Queued);
+        assert_eq!(q.push(reply("query-2")).unwrap(), Admit::Queued);
+        let a = q.next(8, now).unwrap();
+        let b = q.next(8, now).unwrap();
+        assert_eq!(
+            (a.header.parent_id.as_str(), b.header.parent_id.as_str()),
+            ("query-1", "query-2")
+        );
+        assert!(q.ack(a.id()).is_some() && q.ack(b.id()).is_some());
+        // A third query after both acks is answered too; a plain re-offer of that version is not.
+        assert_eq!(q.push(reply("query-3")).unwrap(), Admit::Queued);
+        assert_eq!(
+            q.push(obj("update", "default/secret/token", "5")).unwrap(),
+            Admit::Stale
+        );
     }
 
     #[test]
