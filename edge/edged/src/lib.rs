@@ -45,9 +45,14 @@
 //! `<ns>/configmap/<name>` / `<ns>/secret/<name>` — when a container starts, written under
 //! `<rootDirectory>/pods/<uid>/volumes/` and bind-mounted read-only), `emptyDir`, `hostPath`; the
 //! pod directory goes with the pod.
+//! Resources (`resources.rs`): cpu/memory requests and limits become the container's CRI
+//! `LinuxContainerResources` (cpu shares, CFS quota/period, memory limit, `oom_score_adj`), the
+//! pod's `qosClass` is computed by the kubelet rules and picks its cgroup
+//! (`/kubepods/pod<uid>`, `/kubepods/burstable/pod<uid>`, `/kubepods/besteffort/pod<uid>`). A
+//! container killed over its memory limit is reported `OOMKilled` (containerd's reason).
 //! Not yet: other volume types (CSI, projected, downwardAPI), updates of mounted
-//! configMaps/secrets while the container runs, `env.valueFrom`, image pull secrets, resource
-//! limits, device-plugin and GPU resources, image and container GC beyond superseded dead
+//! configMaps/secrets while the container runs, `env.valueFrom`, image pull secrets,
+//! device-plugin and GPU resources, image and container GC beyond superseded dead
 //! containers.
 //!
 //! Differences from v1.2:
@@ -66,6 +71,7 @@ mod node;
 mod options;
 mod pod;
 mod probe;
+mod resources;
 mod volume;
 mod worker;
 

@@ -341,13 +341,15 @@ async fn collect_orphans(env: &WorkerEnv, wanted: &HashSet<String>) {
             },
             ..Default::default()
         };
-        // The orphan's QoS class is unknown: try both cgroup parents.
+        // The orphan's QoS class is unknown: kill_pod removes the BestEffort cgroup, try the others.
         let id = PodId::of(&p);
         if let Err(e) = worker::kill_pod(env, &p, &id).await {
             tracing::warn!(%e, uid = %meta.uid, "cannot remove orphaned pod");
         }
         if let Some(root) = &env.ctx.cgroup_root {
+            let root = root.trim_end_matches('/');
             ke_cri::remove_pod_cgroup(&format!("{root}/burstable/pod{}", meta.uid));
+            ke_cri::remove_pod_cgroup(&format!("{root}/pod{}", meta.uid));
         }
     }
 }

@@ -71,7 +71,9 @@ async fn remove_node_pods(node: &str) {
         let _ = c.stop_pod_sandbox(&sb.id).await;
         let _ = c.remove_pod_sandbox(&sb.id).await;
         if let Some(m) = sb.metadata {
-            ke_cri::remove_pod_cgroup(&format!("/kubepods/besteffort/pod{}", m.uid));
+            for qos in ["besteffort/", "burstable/", ""] {
+                ke_cri::remove_pod_cgroup(&format!("/kubepods/{qos}pod{}", m.uid));
+            }
             let _ = std::fs::remove_dir_all(format!("/var/log/pods/{}_{}_{}", m.namespace, m.name, m.uid));
         }
     }
@@ -579,5 +581,63 @@ async fn configmap_secret_and_emptydir_volumes() {
         assert!(tokio::time::Instant::now() < deadline, "pod not removed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    edge.stop().await;
+}
+
+/// Limits reach the container's cgroup; a container over its memory limit is OOM-killed and
+/// reported as Kubernetes does (`lastState.terminated.reason: OOMKilled`, exit code 137, the
+/// restart counted); limits equal to requests make the pod `Guaranteed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_oom_kills_and_is_reported() {
+    let node = node_name("oom");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    let uid = uuid::Uuid::new_v4().to_string();
+    // First run: allocate 64 MiB under a 32 MiB limit. Second run (emptyDir marker): stay up.
+    let script = "if [ -f /scratch/ran ]; then exec sleep 3600; fi; touch /scratch/ran; \
+                  exec dd if=/dev/zero of=/dev/null bs=64M count=1";
+    let mut p = pod("oom", &uid, "Always", script);
+    p["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    let c = &mut p["spec"]["containers"][0];
+    c["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/scratch"}]);
+    c["resources"] = json!({"limits": {"cpu": "200m", "memory": "32Mi"}});
+    edge.cloud_sends(op::INSERT, "default/pod/oom", p.clone()).await;
+
+    let s = edge
+        .status_until("oom", |s| {
+            restart_count(s) >= 1 && s["containerStatuses"][0]["state"]["running"].is_object()
+        })
+        .await;
+    let st = &s["Status"];
+    assert_eq!(st["qosClass"], "Guaranteed", "{st}");
+    let cs = &st["containerStatuses"][0];
+    let last = &cs["lastState"]["terminated"];
+    assert_eq!(last["reason"], "OOMKilled", "{cs}");
+    assert_eq!(last["exitCode"], 137, "{cs}");
+    assert_eq!(cs["restartCount"], 1, "{cs}");
+
+    // The running container's cgroup carries the limits (cgroupfs: <parent>/<container id>).
+    let cid = cs["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://");
+    let cg = |ctl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/kubepods/pod{uid}/{cid}/{file}"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(cg("memory", "memory.limit_in_bytes"), (32u64 << 20).to_string());
+    assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "20000");
+    assert_eq!(cg("cpu", "cpu.shares"), "204");
+
+    edge.cloud_sends(op::DELETE, "default/pod/oom", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/kubepods/pod{uid}")).exists());
     edge.stop().await;
 }
