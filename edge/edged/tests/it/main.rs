@@ -139,9 +139,18 @@ impl Edge {
     /// `GET path` on the read-only endpoint: (status line, body).
     async fn get(&self, path: &str) -> (String, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port))
-            .await
-            .unwrap();
+        // The endpoint comes up with the module: retry a refused connection for a while.
+        let mut tries = 0;
+        let mut s = loop {
+            match tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await {
+                Ok(s) => break s,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    retry_pause(&e).await;
+                }
+                Err(e) => panic!("read-only endpoint: {e}"),
+            }
+        };
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .await
             .unwrap();
@@ -179,6 +188,10 @@ impl Edge {
             Err(_) => panic!("no status of {pod} as expected within {WAIT:?}"),
         }
     }
+}
+
+async fn retry_pause(_why: &std::io::Error) {
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 fn pod(name: &str, uid: &str, policy: &str, script: &str) -> Value {
@@ -227,9 +240,13 @@ async fn node_sandboxes(node: &str) -> Vec<api::PodSandbox> {
 }
 
 async fn http_get(ip: &str) -> String {
+    http_get_port(ip, 8080).await
+}
+
+async fn http_get_port(ip: &str, port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     for _ in 0..100 {
-        if let Ok(mut s) = tokio::net::TcpStream::connect((ip, 8080)).await {
+        if let Ok(mut s) = tokio::net::TcpStream::connect((ip, port)).await {
             s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
             let mut body = String::new();
             let _ = s.read_to_string(&mut body).await;
@@ -239,7 +256,7 @@ async fn http_get(ip: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("httpd on {ip}:8080 never answered");
+    panic!("httpd on {ip}:{port} never answered");
 }
 
 fn node_name(test: &str) -> String {
@@ -639,5 +656,137 @@ async fn memory_limit_oom_kills_and_is_reported() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/kubepods/pod{uid}")).exists());
+    edge.stop().await;
+}
+
+/// The pods `/pods` lists as Running with a container: name → container ID.
+async fn running_pods(edge: &Edge) -> HashMap<String, String> {
+    let (_, body) = edge.get("/pods").await;
+    let list: Value = serde_json::from_str(&body).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .filter_map(|p| {
+            let cid = p["status"]["containerStatuses"][0]["containerID"].as_str()?;
+            Some((p["metadata"]["name"].as_str()?.to_owned(), cid.to_owned()))
+        })
+        .collect()
+}
+
+async fn until_running(edge: &Edge, n: usize) -> HashMap<String, String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = running_pods(edge).await;
+        if r.len() == n {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} pods Running",
+            r.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An edgecore restart with 10 running pods adopts every one: the same containers and
+/// sandboxes afterwards, no duplicates, no restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_ten_pods_adopts_the_same_containers() {
+    const N: usize = 10;
+    let node = node_name("ten");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(dir.path(), &node);
+    let pods: Vec<Value> = (0..N)
+        .map(|i| {
+            let name = format!("p{i}");
+            pod(
+                &name,
+                &uuid::Uuid::new_v4().to_string(),
+                "Always",
+                "exec sleep 3600",
+            )
+        })
+        .collect();
+    for p in &pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        edge.cloud_sends(op::INSERT, &format!("default/pod/{name}"), p.clone())
+            .await;
+    }
+    let before = until_running(&edge, N).await;
+    let mut containers: Vec<String> = node_containers(&node).await.into_iter().map(|c| c.id).collect();
+    let mut sandboxes: Vec<String> = node_sandboxes(&node).await.into_iter().map(|s| s.id).collect();
+    containers.sort();
+    sandboxes.sort();
+    assert_eq!((containers.len(), sandboxes.len()), (N, N));
+
+    edge.stop().await;
+    let edge = Edge::start(dir.path(), &node);
+    // The new edged reports all ten Running with the containers it found, not new ones.
+    let after = until_running(&edge, N).await;
+    assert_eq!(after, before);
+    let mut containers2: Vec<String> = node_containers(&node).await.into_iter().map(|c| c.id).collect();
+    let mut sandboxes2: Vec<String> = node_sandboxes(&node).await.into_iter().map(|s| s.id).collect();
+    containers2.sort();
+    sandboxes2.sort();
+    assert_eq!(containers2, containers);
+    assert_eq!(sandboxes2, sandboxes);
+    let (_, body) = edge.get("/pods").await;
+    let list: Value = serde_json::from_str(&body).unwrap();
+    for p in list["items"].as_array().unwrap() {
+        assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p}");
+    }
+
+    for p in &pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        edge.cloud_sends(op::DELETE, &format!("default/pod/{name}"), p.clone())
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pods not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.stop().await;
+}
+
+/// A busybox httpd pod with a `hostPort` answers on that port of the host (the CNI portmap
+/// plugin owns the forwarding rules), on loopback and on the host's bridge address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httpd_pod_reachable_on_host_port() {
+    let node = node_name("hostport");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    let uid = uuid::Uuid::new_v4().to_string();
+    let host_port = free_port();
+    let script = "mkdir -p /www && echo \"$GREETING\" > /www/index.html && exec httpd -f -p 8080 -h /www";
+    let mut p = pod("hp", &uid, "Always", script);
+    p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080, "hostPort": host_port}]);
+    edge.cloud_sends(op::INSERT, "default/pod/hp", p.clone()).await;
+    let s = edge.status_until("hp", |s| phase(s) == "Running").await;
+    let ip = s["Status"]["podIP"].as_str().unwrap().to_owned();
+    assert!(http_get(&ip).await.ends_with("hello-hp\n"));
+    assert!(
+        http_get_port("127.0.0.1", host_port)
+            .await
+            .ends_with("hello-hp\n")
+    );
+    // The host's own address on the pod network (the bridge), found by routing towards the pod.
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    probe.connect((ip.as_str(), 9)).unwrap();
+    let host_ip = probe.local_addr().unwrap().ip().to_string();
+    assert_ne!(host_ip, ip);
+    assert!(http_get_port(&host_ip, host_port).await.ends_with("hello-hp\n"));
+
+    edge.cloud_sends(op::DELETE, "default/pod/hp", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     edge.stop().await;
 }
