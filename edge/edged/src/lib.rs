@@ -16,7 +16,7 @@
 //! | emits (group `meta`, source `edged`) | when |
 //! |---|---|
 //! | `query` `<registerNodeNamespace>/pod` (sync, to metaManager) | once at start: the stored pods are the pods to run |
-//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume starts |
+//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume or env source starts |
 //! | `update` `<ns>/podstatus/<name>` `{UID, Name, Status}` (sync, to metaManager) | whenever a pod's computed status changes |
 //! | `insert` `<registerNodeNamespace>/nodestatus/<node>` (sync, **to `websocket`**) | every `nodeStatusUpdateFrequency` until the cloud answers `"OK"`: a `v1.Node` with only `status` |
 //! | `update` `<registerNodeNamespace>/nodestatus/<node>` `{UID, Status, ExtendResources}` (sync, to metaManager) | every `nodeStatusUpdateFrequency` once registered |
@@ -36,7 +36,9 @@
 //! At start edged removes sandboxes labelled with its node name whose pod metaManager no longer
 //! holds.
 //!
-//! Supported so far: sandbox + containers with command, args, env values, working dir, ports
+//! Supported so far: sandbox + containers with command, args, working dir, environment
+//! (`env.rs`: values, `valueFrom` configMap/secret keys — queried from metaManager like the
+//! volumes — pod fields and resource fields, `envFrom` with prefix), ports
 //! with `hostPort`, `hostNetwork`/`hostPID`/`hostIPC`, restart policies, spec-change restarts,
 //! liveness/readiness/startup probes (`exec`, `httpGet` over HTTP, `tcpSocket`; `probe.rs`): a
 //! failed liveness or startup probe stops the container and the restart policy takes over,
@@ -51,7 +53,7 @@
 //! (`/kubepods/pod<uid>`, `/kubepods/burstable/pod<uid>`, `/kubepods/besteffort/pod<uid>`). A
 //! container killed over its memory limit is reported `OOMKilled` (containerd's reason).
 //! Not yet: other volume types (CSI, projected, downwardAPI), updates of mounted
-//! configMaps/secrets while the container runs, `env.valueFrom`, image pull secrets,
+//! configMaps/secrets while the container runs, `$(VAR)` expansion in env, image pull secrets,
 //! device-plugin and GPU resources, image and container GC beyond superseded dead
 //! containers.
 //!
@@ -64,6 +66,7 @@
 //! * `httpGet` probes with `scheme: HTTPS` fail (not supported yet).
 #![warn(missing_docs)]
 
+mod env;
 mod error;
 mod http;
 mod module;
@@ -75,6 +78,7 @@ mod resources;
 mod volume;
 mod worker;
 
+pub use env::Error as EnvError;
 pub use error::{Error, Result};
 pub use module::Edged;
 pub use node::{KUBELET_VERSION, NODE_STATUS_UID};

@@ -227,20 +227,15 @@ pub(crate) fn container_config(
     let mut labels = pod_labels(ctx, &id);
     labels.insert(LABEL_CONTAINER_NAME.to_owned(), c.name.clone());
     labels.insert(LABEL_CONTAINER_HASH.to_owned(), container_hash(c));
+    // Literal values only; `worker` resolves `valueFrom` and `envFrom` (`env.rs`) before creating.
     let envs = c
         .env
         .iter()
         .flatten()
-        .filter_map(|e| match (&e.value, &e.value_from) {
-            (_, Some(_)) => {
-                tracing::warn!(pod = %id.key(), container = %c.name, env = %e.name,
-                    "env valueFrom is not supported yet; variable left out");
-                None
-            }
-            (v, None) => Some(api::KeyValue {
-                key: e.name.clone(),
-                value: v.clone().unwrap_or_default(),
-            }),
+        .filter(|e| e.value_from.is_none())
+        .map(|e| api::KeyValue {
+            key: e.name.clone(),
+            value: e.value.clone().unwrap_or_default(),
         })
         .collect();
     api::ContainerConfig {

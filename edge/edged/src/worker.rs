@@ -804,12 +804,45 @@ async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u
     let vols = crate::volume::prepare(&env.hive, &env.root, pod, env.report_timeout).await?;
     let mut cfg = pod::container_config(&env.ctx, pod, spec, attempt);
     cfg.mounts = crate::volume::mounts(pod, spec, &vols)?;
+    let pod_ip = if pod::host_network(pod) {
+        env.ctx.node_ip.as_str()
+    } else {
+        sb.ip.as_str()
+    };
+    let (node_milli_cpu, node_memory) = node_capacity(spec);
+    let downward = crate::env::Downward {
+        pod_ip,
+        host_ip: &env.ctx.node_ip,
+        node_name: &env.ctx.node_name,
+        node_milli_cpu,
+        node_memory,
+    };
+    cfg.envs = crate::env::resolve(&env.hive, pod, spec, &downward, env.report_timeout).await?;
     let cid = env.cri.create_container(&sb.id, cfg, sb_cfg).await?;
     if let Err(e) = env.cri.start_container(&cid).await {
         let _ = env.cri.remove_container(&cid).await;
         return Err(e.into());
     }
     Ok(cid)
+}
+
+/// (milli-CPU, memory bytes) of the node, read only when `c` has a `resourceFieldRef` (what an
+/// unset limit means there).
+fn node_capacity(c: &k8s::Container) -> (i64, i64) {
+    let wanted = c.env.iter().flatten().any(|e| {
+        e.value_from
+            .as_ref()
+            .is_some_and(|f| f.resource_field_ref.is_some())
+    });
+    if !wanted {
+        return (0, 0);
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpus = i64::try_from(crate::node::cpus_of(&read("/proc/cpuinfo"))).unwrap_or(i64::MAX);
+    let mem = crate::node::mem_total_kib_of(&read("/proc/meminfo"))
+        .and_then(|k| i64::try_from(k.saturating_mul(1024)).ok())
+        .unwrap_or(0);
+    (cpus.saturating_mul(1000), mem)
 }
 
 async fn remove_sandbox(cri: &CriClient, id: &str) {

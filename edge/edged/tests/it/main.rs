@@ -790,3 +790,95 @@ async fn httpd_pod_reachable_on_host_port() {
     }
     edge.stop().await;
 }
+
+/// `env.valueFrom` (configMap/secret keys, optional ones, pod fields, resources) and `envFrom`
+/// (with a prefix) reach the container; `env` overrides `envFrom`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_value_from_and_env_from() {
+    let node = node_name("env");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    edge.cloud_sends(
+        op::INSERT,
+        "default/configmap/envcfg",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "envcfg", "namespace": "default"},
+               "data": {"color": "blue", "size": "L", "bad key": "x"}}),
+    )
+    .await;
+    edge.cloud_sends(
+        op::INSERT,
+        "default/secret/envsec",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "envsec", "namespace": "default"},
+               "data": {"token": "czNjcjN0"}}),
+    )
+    .await;
+    let uid = uuid::Uuid::new_v4().to_string();
+    let mut p = pod("envpod", &uid, "Always", "exec sleep 3600");
+    p["spec"]["serviceAccountName"] = json!("robot");
+    let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
+    let c = &mut p["spec"]["containers"][0];
+    c["resources"] = json!({"limits": {"memory": "64Mi"}});
+    c["envFrom"] = json!([
+        {"configMapRef": {"name": "envcfg"}},
+        {"secretRef": {"name": "envsec"}, "prefix": "S_"},
+        {"configMapRef": {"name": "absent", "optional": true}}
+    ]);
+    c["env"] = json!([
+        {"name": "size", "value": "XL"},
+        {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "envcfg", "key": "color"}}},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "envsec", "key": "token"}}},
+        {"name": "MAYBE", "valueFrom": {"secretKeyRef": {"name": "envsec", "key": "nope", "optional": true}}},
+        {"name": "POD_NAME", "valueFrom": field("metadata.name")},
+        {"name": "POD_NS", "valueFrom": field("metadata.namespace")},
+        {"name": "POD_UID", "valueFrom": field("metadata.uid")},
+        {"name": "NODE", "valueFrom": field("spec.nodeName")},
+        {"name": "POD_IP", "valueFrom": field("status.podIP")},
+        {"name": "HOST_IP", "valueFrom": field("status.hostIP")},
+        {"name": "SA", "valueFrom": field("spec.serviceAccountName")},
+        {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}
+    ]);
+    edge.cloud_sends(op::INSERT, "default/pod/envpod", p.clone())
+        .await;
+    let s = edge.status_until("envpod", |s| phase(s) == "Running").await;
+    let pod_ip = s["Status"]["podIP"].as_str().unwrap().to_owned();
+    let cid = s["Status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let r = cri()
+        .exec_sync(&cid, &["env"], Duration::from_secs(10))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout).into_owned();
+    let env: HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+    let want = [
+        ("color", "blue"),
+        ("size", "XL"),
+        ("S_token", "s3cr3t"),
+        ("COLOR", "blue"),
+        ("TOKEN", "s3cr3t"),
+        ("POD_NAME", "envpod"),
+        ("POD_NS", "default"),
+        ("POD_UID", uid.as_str()),
+        ("NODE", node.as_str()),
+        ("POD_IP", pod_ip.as_str()),
+        ("HOST_IP", "127.0.0.1"),
+        ("SA", "robot"),
+        ("MEM_MI", "64"),
+    ];
+    for (k, v) in want {
+        assert_eq!(env.get(k).copied(), Some(v), "{k} in {out}");
+    }
+    assert!(!env.contains_key("MAYBE"), "{out}");
+    assert!(!out.contains("bad key"), "{out}");
+
+    edge.cloud_sends(op::DELETE, "default/pod/envpod", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.stop().await;
+}
