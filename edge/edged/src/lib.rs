@@ -52,10 +52,14 @@
 //! pod's `qosClass` is computed by the kubelet rules and picks its cgroup
 //! (`/kubepods/pod<uid>`, `/kubepods/burstable/pod<uid>`, `/kubepods/besteffort/pod<uid>`). A
 //! container killed over its memory limit is reported `OOMKilled` (containerd's reason).
+//! GC (`gc.rs`): dead containers beyond [`EdgedOptions::max_dead_containers_per_pod`] per pod
+//! and container name and older than [`EdgedOptions::container_gc_min_age`] are removed every
+//! [`EdgedOptions::container_gc_period`]; images no container uses (never the sandbox image) are
+//! removed when the image filesystem passes [`EdgedOptions::image_gc_high_threshold`] %, down to
+//! [`EdgedOptions::image_gc_low_threshold`] %.
 //! Not yet: other volume types (CSI, projected, downwardAPI), updates of mounted
 //! configMaps/secrets while the container runs, `$(VAR)` expansion in env, image pull secrets,
-//! device-plugin and GPU resources, image and container GC beyond superseded dead
-//! containers.
+//! device-plugin and GPU resources.
 //!
 //! Differences from v1.2:
 //! * CRI v1 to a remote runtime only; `runtimeType: docker` (dockershim) is refused by edgecore.
@@ -64,10 +68,14 @@
 //! * Exec probes run their command through CRI `ExecSync` (v1.2's always passed); probes run
 //!   on the relist tick, so their period is at least [`EdgedOptions::relist_period`].
 //! * `httpGet` probes with `scheme: HTTPS` fail (not supported yet).
+//! * Image GC measures the image filesystem the runtime names in `ImageFsInfo` (v1.2: edgecore's
+//!   working directory), as used / (used + available) like `df`.
+//! * The read-only address is configurable (`modules.edged.readOnlyAddress`).
 #![warn(missing_docs)]
 
 mod env;
 mod error;
+mod gc;
 mod http;
 mod module;
 mod node;

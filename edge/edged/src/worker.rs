@@ -306,17 +306,8 @@ fn reconcile(mut s: State, obs: Observation, ctx: &NodeContext, now: Now) -> (St
             s.sandbox_backoff = None;
             let mut dead = Vec::new();
             for spec in pod::containers(&s.pod) {
+                // Superseded exited containers are the container GC's (`gc.rs`).
                 let (cur, _) = obs.latest(&spec.name);
-                // Superseded exited containers beyond the newest two go away.
-                let mut same: Vec<&ContainerObs> =
-                    obs.containers.iter().filter(|c| c.name == spec.name).collect();
-                same.sort_by_key(|c| std::cmp::Reverse(c.attempt));
-                dead.extend(
-                    same.iter()
-                        .skip(2)
-                        .filter(|c| c.state != CState::Running)
-                        .map(|c| c.id.clone()),
-                );
                 let hash = pod::container_hash(spec);
                 let due = Backoff::due(s.container_backoff.get(&spec.name), now.mono);
                 match cur {

@@ -98,6 +98,10 @@ fn free_port() -> u16 {
 
 impl Edge {
     fn start(dir: &std::path::Path, node: &str) -> Self {
+        Self::start_with(dir, node, |_| {})
+    }
+
+    fn start_with(dir: &std::path::Path, node: &str, tune: impl FnOnce(&mut EdgedOptions)) -> Self {
         let http_port = free_port();
         let store = Store::open(dir.join("edgecore.db")).unwrap();
         let hive = Beehive::default();
@@ -108,7 +112,7 @@ impl Edge {
             ..Default::default()
         };
         core.register(MetaManager::new(mm, store.clone())).unwrap();
-        let opts = EdgedOptions {
+        let mut opts = EdgedOptions {
             node_name: node.to_owned(),
             node_ip: "127.0.0.1".to_owned(),
             pod_sandbox_image: "docker.io/kubeedge/pause:3.6".to_owned(),
@@ -118,8 +122,11 @@ impl Edge {
             node_status_update_frequency: Duration::from_secs(1),
             root_directory: dir.join("edged"),
             read_only_address: Some(format!("127.0.0.1:{http_port}")),
+            // containerd is shared with other tests: never collect its images here.
+            image_gc_high_threshold: 100,
             ..Default::default()
         };
+        tune(&mut opts);
         core.register(Edged::new(opts).unwrap()).unwrap();
         core.start();
         Self {
@@ -878,6 +885,89 @@ async fn env_value_from_and_env_from() {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
         assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.stop().await;
+}
+
+/// Container GC keeps `maximumDeadContainersPerPod` dead containers per pod and container (the
+/// newest), removes the older ones, and leaves running containers alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_gc_keeps_the_newest_dead_containers() {
+    let node = node_name("gc");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start_with(dir.path(), &node, |o| {
+        o.container_gc_period = Duration::from_millis(300);
+        o.container_gc_min_age = Duration::ZERO;
+        o.max_dead_containers_per_pod = 1;
+    });
+    // Fails twice (attempts 0 and 1), then stays up (attempt 2).
+    let script = "n=$(cat /scratch/n 2>/dev/null || echo 0); echo $((n+1)) > /scratch/n; \
+                  [ \"$n\" -ge 2 ] && exec sleep 3600; exit 1";
+    let uid = uuid::Uuid::new_v4().to_string();
+    let mut p = pod("crash", &uid, "Always", script);
+    p["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/scratch"}]);
+    let never = uuid::Uuid::new_v4().to_string();
+    edge.cloud_sends(op::INSERT, "default/pod/crash", p.clone()).await;
+    edge.cloud_sends(
+        op::INSERT,
+        "default/pod/done",
+        pod("done", &never, "Never", "exit 0"),
+    )
+    .await;
+    edge.status_until("done", |s| phase(s) == "Succeeded").await;
+    let s = edge
+        .status_until("crash", |s| {
+            restart_count(s) == 2 && s["containerStatuses"][0]["state"]["running"].is_object()
+        })
+        .await;
+    let running = s["Status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let of_pod = |cs: &[api::Container], uid: &str| -> Vec<(u32, i32, String)> {
+        let mut v: Vec<_> = cs
+            .iter()
+            .filter(|c| c.labels.get(edged::LABEL_POD_UID).map(String::as_str) == Some(uid))
+            .map(|c| (c.metadata.as_ref().unwrap().attempt, c.state, c.id.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let exited = api::ContainerState::ContainerExited as i32;
+    let running_state = api::ContainerState::ContainerRunning as i32;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let cs = node_containers(&node).await;
+        let crash = of_pod(&cs, &uid);
+        if crash.len() == 2 {
+            // Attempt 0 is gone; the newest dead one (attempt 1) and the running one stay.
+            assert_eq!((crash[0].0, crash[0].1), (1, exited), "{crash:?}");
+            assert_eq!((crash[1].0, crash[1].1), (2, running_state), "{crash:?}");
+            assert_eq!(crash[1].2, running);
+            // The finished pod's only (dead) container is within the limit.
+            assert_eq!(of_pod(&cs, &never).len(), 1);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dead containers not collected: {crash:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.cloud_sends(op::DELETE, "default/pod/crash", p).await;
+    edge.cloud_sends(
+        op::DELETE,
+        "default/pod/done",
+        pod("done", &never, "Never", "exit 0"),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pods not removed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     edge.stop().await;
