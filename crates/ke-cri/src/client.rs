@@ -144,9 +144,15 @@ impl CriClient {
 
     /// `PullImage`; returns the image reference.
     pub async fn pull_image(&self, image: &str) -> Result<String> {
+        self.pull_image_with_auth(image, None).await
+    }
+
+    /// `PullImage` with registry credentials (an image pull secret's entry).
+    pub async fn pull_image_with_auth(&self, image: &str, auth: Option<api::AuthConfig>) -> Result<String> {
         let mut c = self.images.clone();
         let req = api::PullImageRequest {
             image: Some(image_spec(image)),
+            auth,
             ..Default::default()
         };
         Ok(self.call("PullImage", c.pull_image(req)).await?.image_ref)

@@ -16,7 +16,7 @@
 //! | emits (group `meta`, source `edged`) | when |
 //! |---|---|
 //! | `query` `<registerNodeNamespace>/pod` (sync, to metaManager) | once at start: the stored pods are the pods to run |
-//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume or env source starts |
+//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume or env source starts; image pull secrets when its image must be pulled |
 //! | `update` `<ns>/podstatus/<name>` `{UID, Name, Status}` (sync, to metaManager) | whenever a pod's computed status changes |
 //! | `insert` `<registerNodeNamespace>/nodestatus/<node>` (sync, **to `websocket`**) | every `nodeStatusUpdateFrequency` until the cloud answers `"OK"`: a `v1.Node` with only `status` |
 //! | `update` `<registerNodeNamespace>/nodestatus/<node>` `{UID, Status, ExtendResources}` (sync, to metaManager) | every `nodeStatusUpdateFrequency` once registered |
@@ -58,7 +58,7 @@
 //! removed when the image filesystem passes [`EdgedOptions::image_gc_high_threshold`] %, down to
 //! [`EdgedOptions::image_gc_low_threshold`] %.
 //! Not yet: other volume types (CSI, projected, downwardAPI), updates of mounted
-//! configMaps/secrets while the container runs, `$(VAR)` expansion in env, image pull secrets,
+//! configMaps/secrets while the container runs, `$(VAR)` expansion in env,
 //! device-plugin and GPU resources.
 //!
 //! Differences from v1.2:
@@ -70,6 +70,9 @@
 //! * `httpGet` probes with `scheme: HTTPS` fail (not supported yet).
 //! * Image GC measures the image filesystem the runtime names in `ImageFsInfo` (v1.2: edgecore's
 //!   working directory), as used / (used + available) like `df`.
+//! * Image pull secrets (`pull_secrets.rs`, `kubernetes.io/dockerconfigjson` / `dockercfg`) are
+//!   read from the pod's namespace (v1.2: the node's registration namespace) and passed to CRI
+//!   `PullImage` as `AuthConfig`, only when the image is not present yet.
 //! * The read-only address is configurable (`modules.edged.readOnlyAddress`).
 #![warn(missing_docs)]
 
@@ -82,6 +85,7 @@ mod node;
 mod options;
 mod pod;
 mod probe;
+mod pull_secrets;
 mod resources;
 mod volume;
 mod worker;

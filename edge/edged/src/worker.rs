@@ -775,13 +775,38 @@ async fn inspect(cri: &CriClient, ctx: &NodeContext, uid: &str) -> ke_cri::Resul
     Ok(obs)
 }
 
+/// Pulls `image` unless the runtime has it (a pull of a local tag still contacts the registry),
+/// with the pod's image pull secrets for that registry, tried in turn, else anonymously.
+async fn ensure_image(env: &WorkerEnv, pod: &k8s::Pod, image: &str) -> crate::Result<()> {
+    if env.cri.image_status(image).await?.is_some() {
+        return Ok(());
+    }
+    let auths = crate::pull_secrets::auths_for(&env.hive, pod, image, env.report_timeout).await;
+    tracing::info!(image, credentials = auths.len(), "image not present; pulling");
+    if auths.is_empty() {
+        env.cri.pull_image(image).await?;
+        return Ok(());
+    }
+    let mut last = None;
+    for auth in auths {
+        match env.cri.pull_image_with_auth(image, Some(auth)).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(
+        || crate::Error::Config(format!("cannot pull {image}")),
+        Into::into,
+    ))
+}
+
 async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u32) -> crate::Result<String> {
     let spec = pod::containers(pod)
         .iter()
         .find(|c| c.name == name)
         .ok_or_else(|| crate::Error::Config(format!("container {name} is not in the pod spec")))?;
     let image = spec.image.clone().unwrap_or_default();
-    env.cri.ensure_image(&image).await?;
+    ensure_image(env, pod, &image).await?;
     // The sandbox to create in: the newest ready one of the pod.
     let id = PodId::of(pod);
     let obs = inspect(&env.cri, &env.ctx, &id.uid).await?;
