@@ -585,7 +585,9 @@ pub(crate) async fn run(
             if let Effect::Report(st) = &eff {
                 env.pods.set(&id.key(), &state.pod, st);
             }
-            if let Some(ev) = perform(&env, &state.pod, &id, eff).await {
+            // Boxed: the effect futures (CRI calls, volume and env setup) are tens of KB, and
+            // an idle worker — almost all of them, almost always — should not carry that space.
+            if let Some(ev) = Box::pin(perform(&env, &state.pod, &id, eff)).await {
                 let dup = matches!(ev, Event::Changed) && queue.iter().any(|e| matches!(e, Event::Changed));
                 if !dup {
                     queue.push_back(ev);
