@@ -42,7 +42,8 @@ pub struct EdgedOptions {
     pub register_node: bool,
     /// `nodeStatusUpdateFrequency`: registration retry and node status period.
     pub node_status_update_frequency: Duration,
-    /// Address of the read-only `/pods` + `/healthz` endpoint (v1.2: `127.0.0.1:10255`);
+    /// Address of the read-only `/pods` + `/healthz` endpoint (`modules.edged.readOnlyAddress`;
+    /// v1.2: fixed `127.0.0.1:10255`);
     /// `None` serves nothing.
     pub read_only_address: Option<String>,
     /// How often dead containers are collected (v1.2: 60 s).
