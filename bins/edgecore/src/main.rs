@@ -159,6 +159,11 @@ fn edged_options(cfg: &EdgeCoreConfig) -> anyhow::Result<EdgedOptions> {
             CgroupDriver::Cgroupfs => Some("/kubepods".to_owned()),
             CgroupDriver::Systemd => None,
         },
+        read_only_address: (!e.read_only_address.is_empty()).then(|| e.read_only_address.clone()),
+        max_dead_containers_per_pod: e.maximum_dead_containers_per_pod,
+        // Validated as percentages.
+        image_gc_high_threshold: u8::try_from(e.image_gc_high_threshold.clamp(0, 100)).unwrap_or(100),
+        image_gc_low_threshold: u8::try_from(e.image_gc_low_threshold.clamp(0, 100)).unwrap_or(0),
         ..Default::default()
     })
 }

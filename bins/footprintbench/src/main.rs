@@ -347,6 +347,7 @@ modules:
     remoteRuntimeEndpoint: {CONTAINERD_ENDPOINT}
     remoteImageEndpoint: {CONTAINERD_ENDPOINT}
     podSandboxImage: {PAUSE}
+    imageGCHighThreshold: 100
   edgehub:
     tlsCaFile: {d}/ca/rootCA.crt
     tlsCertFile: {d}/certs/{NODE}.crt

@@ -20,6 +20,8 @@ pub const EDGECORE_API_VERSION: &str = "edgecore.config.kubeedge.io/v1alpha1";
 pub const EDGECORE_KIND: &str = "EdgeCore";
 /// Default `--config` path of edgecore.
 pub const EDGECORE_DEFAULT_CONFIG_PATH: &str = "/etc/kubeedge/config/edgecore.yaml";
+/// Default of our `modules.edged.readOnlyAddress` extension (v1.2's fixed address).
+pub const EDGED_DEFAULT_READ_ONLY_ADDRESS: &str = "127.0.0.1:10255";
 /// Default of our `metricsAddress` extension for edgecore.
 pub const EDGECORE_DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:10351";
 
@@ -180,6 +182,9 @@ pub struct Edged {
     pub node_status_update_frequency: i32,
     /// `podSandboxImage`.
     pub pod_sandbox_image: String,
+    /// Extension `readOnlyAddress`: `IP:port` of edged's read-only `/pods` + `/healthz`
+    /// endpoint (v1.2: fixed `127.0.0.1:10255`); empty serves nothing.
+    pub read_only_address: String,
     /// `registerNode`.
     pub register_node: bool,
     /// `registerNodeNamespace`: namespace segment of node-scoped resources.
@@ -220,6 +225,7 @@ impl Edged {
             node_ip: host.node_ip.clone(),
             node_status_update_frequency: 10,
             pod_sandbox_image: "kubeedge/pause:3.1".to_owned(),
+            read_only_address: EDGED_DEFAULT_READ_ONLY_ADDRESS.to_owned(),
             register_node: true,
             register_node_namespace: "default".to_owned(),
             remote_image_endpoint: "unix:///var/run/dockershim.sock".to_owned(),
@@ -772,6 +778,7 @@ impl EdgeCoreConfig {
                     "must not exceed imageGCHighThreshold",
                 ));
             }
+            validate::optional_socket_addr(&mut errs, &format!("{p}.readOnlyAddress"), &e.read_only_address);
             for s in e.cluster_dns_servers() {
                 validate::ip(&mut errs, &format!("{p}.clusterDNS"), s);
             }

@@ -50,7 +50,9 @@
 //! * cloudcore `modules.cloudhub.queueStore: /var/lib/kubeedge/cloudhub-queue.db` — where the
 //!   acked-delivery queues are kept across cloudcore restarts (empty: memory only);
 //! * cloudcore `metricsAddress: 127.0.0.1:10350`, edgecore `metricsAddress: 127.0.0.1:10351` —
-//!   Prometheus `/metrics` listen address; empty disables it.
+//!   Prometheus `/metrics` listen address; empty disables it;
+//! * edgecore `modules.edged.readOnlyAddress: 127.0.0.1:10255` — edged's read-only `/pods` +
+//!   `/healthz` endpoint (fixed in v1.2); empty disables it.
 //!
 //! # v1.3 certificate-bootstrap keys (printed by `default_yaml`, never by `min_yaml`)
 //! * cloudcore `modules.cloudhub.https: {enable: false, address: 0.0.0.0, port: 10002}` — the

@@ -61,7 +61,12 @@ const CLOUD_EXTENSIONS: &[&str] = &[
     "  devicecontroller:",
     "  synccontroller:",
 ];
-const EDGE_EXTENSIONS: &[&str] = &["metricsAddress:", "    httpServer:", "    token:"];
+const EDGE_EXTENSIONS: &[&str] = &[
+    "metricsAddress:",
+    "    httpServer:",
+    "    token:",
+    "    readOnlyAddress:",
+];
 
 /// Every mapping's keys are in ascending order (v1.2's printer sorts them).
 fn assert_keys_sorted(yaml: &str) {
@@ -158,6 +163,7 @@ fn edgecore_defaultconfig_matches_v1_2_apart_from_extensions() {
         "metricsAddress: 127.0.0.1:10351",
         "    httpServer: https://127.0.0.1:10002",
         "    token: \"\"",
+        "    readOnlyAddress: 127.0.0.1:10255",
     ] {
         assert!(ours.lines().any(|l| l == line), "missing {line:?} in\n{ours}");
     }
@@ -675,4 +681,19 @@ fn small_accessors() {
         e.modules.edged.cluster_dns_servers(),
         vec!["10.0.0.10", "10.0.0.11"]
     );
+}
+
+#[test]
+fn edged_read_only_address_extension() {
+    let d = EdgeCoreConfig::with_host(&gt_host());
+    assert_eq!(d.modules.edged.read_only_address, "127.0.0.1:10255");
+    let off = EdgeCoreConfig::from_yaml_str("modules:\n  edged:\n    readOnlyAddress: \"\"\n", "t").unwrap();
+    assert_eq!(off.modules.edged.read_only_address, "");
+    let other =
+        EdgeCoreConfig::from_yaml_str("modules:\n  edged:\n    readOnlyAddress: 0.0.0.0:20255\n", "t")
+            .unwrap();
+    assert_eq!(other.modules.edged.read_only_address, "0.0.0.0:20255");
+    let bad = EdgeCoreConfig::from_yaml_str("modules:\n  edged:\n    readOnlyAddress: nope\n", "t").unwrap();
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("modules.edged.readOnlyAddress"), "{err}");
 }

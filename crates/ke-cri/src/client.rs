@@ -144,9 +144,15 @@ impl CriClient {
 
     /// `PullImage`; returns the image reference.
     pub async fn pull_image(&self, image: &str) -> Result<String> {
+        self.pull_image_with_auth(image, None).await
+    }
+
+    /// `PullImage` with registry credentials (an image pull secret's entry).
+    pub async fn pull_image_with_auth(&self, image: &str, auth: Option<api::AuthConfig>) -> Result<String> {
         let mut c = self.images.clone();
         let req = api::PullImageRequest {
             image: Some(image_spec(image)),
+            auth,
             ..Default::default()
         };
         Ok(self.call("PullImage", c.pull_image(req)).await?.image_ref)
@@ -160,6 +166,32 @@ impl CriClient {
         }
         tracing::info!(image, "image not present; pulling");
         self.pull_image(image).await
+    }
+
+    /// `ListImages` (all images).
+    pub async fn list_images(&self) -> Result<Vec<api::Image>> {
+        let mut c = self.images.clone();
+        let req = api::ListImagesRequest { filter: None };
+        Ok(self.call("ListImages", c.list_images(req)).await?.images)
+    }
+
+    /// `RemoveImage` by id or reference (a missing image is not an error for the runtime).
+    pub async fn remove_image(&self, image: &str) -> Result<()> {
+        let mut c = self.images.clone();
+        let req = api::RemoveImageRequest {
+            image: Some(image_spec(image)),
+        };
+        self.call("RemoveImage", c.remove_image(req)).await?;
+        Ok(())
+    }
+
+    /// `ImageFsInfo`: the image filesystems (mount point, bytes used by images).
+    pub async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
+        let mut c = self.images.clone();
+        Ok(self
+            .call("ImageFsInfo", c.image_fs_info(api::ImageFsInfoRequest {}))
+            .await?
+            .image_filesystems)
     }
 
     /// `RunPodSandbox`; returns the sandbox id.

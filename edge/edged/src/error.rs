@@ -20,6 +20,9 @@ pub enum Error {
     /// A pod volume cannot be set up.
     #[error(transparent)]
     Volume(#[from] crate::volume::Error),
+    /// A container's environment cannot be built.
+    #[error(transparent)]
+    Env(#[from] crate::env::Error),
     /// Talking to metaManager failed.
     #[error("metaManager: {0}")]
     Meta(#[from] ke_beehive::Error),

@@ -16,7 +16,7 @@
 //! | emits (group `meta`, source `edged`) | when |
 //! |---|---|
 //! | `query` `<registerNodeNamespace>/pod` (sync, to metaManager) | once at start: the stored pods are the pods to run |
-//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume starts |
+//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume or env source starts; image pull secrets when its image must be pulled |
 //! | `update` `<ns>/podstatus/<name>` `{UID, Name, Status}` (sync, to metaManager) | whenever a pod's computed status changes |
 //! | `insert` `<registerNodeNamespace>/nodestatus/<node>` (sync, **to `websocket`**) | every `nodeStatusUpdateFrequency` until the cloud answers `"OK"`: a `v1.Node` with only `status` |
 //! | `update` `<registerNodeNamespace>/nodestatus/<node>` `{UID, Status, ExtendResources}` (sync, to metaManager) | every `nodeStatusUpdateFrequency` once registered |
@@ -36,7 +36,9 @@
 //! At start edged removes sandboxes labelled with its node name whose pod metaManager no longer
 //! holds.
 //!
-//! Supported so far: sandbox + containers with command, args, env values, working dir, ports
+//! Supported so far: sandbox + containers with command, args, working dir, environment
+//! (`env.rs`: values, `valueFrom` configMap/secret keys — queried from metaManager like the
+//! volumes — pod fields and resource fields, `envFrom` with prefix), ports
 //! with `hostPort`, `hostNetwork`/`hostPID`/`hostIPC`, restart policies, spec-change restarts,
 //! liveness/readiness/startup probes (`exec`, `httpGet` over HTTP, `tcpSocket`; `probe.rs`): a
 //! failed liveness or startup probe stops the container and the restart policy takes over,
@@ -45,10 +47,19 @@
 //! `<ns>/configmap/<name>` / `<ns>/secret/<name>` — when a container starts, written under
 //! `<rootDirectory>/pods/<uid>/volumes/` and bind-mounted read-only), `emptyDir`, `hostPath`; the
 //! pod directory goes with the pod.
+//! Resources (`resources.rs`): cpu/memory requests and limits become the container's CRI
+//! `LinuxContainerResources` (cpu shares, CFS quota/period, memory limit, `oom_score_adj`), the
+//! pod's `qosClass` is computed by the kubelet rules and picks its cgroup
+//! (`/kubepods/pod<uid>`, `/kubepods/burstable/pod<uid>`, `/kubepods/besteffort/pod<uid>`). A
+//! container killed over its memory limit is reported `OOMKilled` (containerd's reason).
+//! GC (`gc.rs`): dead containers beyond [`EdgedOptions::max_dead_containers_per_pod`] per pod
+//! and container name and older than [`EdgedOptions::container_gc_min_age`] are removed every
+//! [`EdgedOptions::container_gc_period`]; images no container uses (never the sandbox image) are
+//! removed when the image filesystem passes [`EdgedOptions::image_gc_high_threshold`] %, down to
+//! [`EdgedOptions::image_gc_low_threshold`] %.
 //! Not yet: other volume types (CSI, projected, downwardAPI), updates of mounted
-//! configMaps/secrets while the container runs, `env.valueFrom`, image pull secrets, resource
-//! limits, device-plugin and GPU resources, image and container GC beyond superseded dead
-//! containers.
+//! configMaps/secrets while the container runs, `$(VAR)` expansion in env,
+//! device-plugin and GPU resources.
 //!
 //! Differences from v1.2:
 //! * CRI v1 to a remote runtime only; `runtimeType: docker` (dockershim) is refused by edgecore.
@@ -57,18 +68,29 @@
 //! * Exec probes run their command through CRI `ExecSync` (v1.2's always passed); probes run
 //!   on the relist tick, so their period is at least [`EdgedOptions::relist_period`].
 //! * `httpGet` probes with `scheme: HTTPS` fail (not supported yet).
+//! * Image GC measures the image filesystem the runtime names in `ImageFsInfo` (v1.2: edgecore's
+//!   working directory), as used / (used + available) like `df`.
+//! * Image pull secrets (`pull_secrets.rs`, `kubernetes.io/dockerconfigjson` / `dockercfg`) are
+//!   read from the pod's namespace (v1.2: the node's registration namespace) and passed to CRI
+//!   `PullImage` as `AuthConfig`, only when the image is not present yet.
+//! * The read-only address is configurable (`modules.edged.readOnlyAddress`).
 #![warn(missing_docs)]
 
+mod env;
 mod error;
+mod gc;
 mod http;
 mod module;
 mod node;
 mod options;
 mod pod;
 mod probe;
+mod pull_secrets;
+mod resources;
 mod volume;
 mod worker;
 
+pub use env::Error as EnvError;
 pub use error::{Error, Result};
 pub use module::Edged;
 pub use node::{KUBELET_VERSION, NODE_STATUS_UID};

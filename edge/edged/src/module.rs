@@ -155,6 +155,24 @@ impl Module for Edged {
             }
             Err(e) => tracing::warn!(%e, "no initial pod list from metaManager; orphaned sandboxes are kept"),
         }
+        let gc = crate::gc::Gc {
+            cri: self.cri.clone(),
+            node: o.node_name.clone(),
+            containers: crate::gc::ContainerPolicy {
+                min_age: o.container_gc_min_age,
+                max_per_pod_container: o.max_dead_containers_per_pod,
+            },
+            container_period: o.container_gc_period.max(Duration::from_millis(100)),
+            images: crate::gc::ImagePolicy {
+                high_percent: u64::from(o.image_gc_high_threshold),
+                low_percent: u64::from(o.image_gc_low_threshold),
+                min_age: o.image_gc_min_age,
+            },
+            image_period: o.image_gc_period.max(Duration::from_millis(100)),
+            sandbox_image: o.pod_sandbox_image.clone(),
+            fallback_dir: o.root_directory.clone(),
+        };
+        tracker.spawn(gc.run(cancel.clone()));
 
         loop {
             tokio::select! {
@@ -341,13 +359,15 @@ async fn collect_orphans(env: &WorkerEnv, wanted: &HashSet<String>) {
             },
             ..Default::default()
         };
-        // The orphan's QoS class is unknown: try both cgroup parents.
+        // The orphan's QoS class is unknown: kill_pod removes the BestEffort cgroup, try the others.
         let id = PodId::of(&p);
         if let Err(e) = worker::kill_pod(env, &p, &id).await {
             tracing::warn!(%e, uid = %meta.uid, "cannot remove orphaned pod");
         }
         if let Some(root) = &env.ctx.cgroup_root {
+            let root = root.trim_end_matches('/');
             ke_cri::remove_pod_cgroup(&format!("{root}/burstable/pod{}", meta.uid));
+            ke_cri::remove_pod_cgroup(&format!("{root}/pod{}", meta.uid));
         }
     }
 }

@@ -42,9 +42,25 @@ pub struct EdgedOptions {
     pub register_node: bool,
     /// `nodeStatusUpdateFrequency`: registration retry and node status period.
     pub node_status_update_frequency: Duration,
-    /// Address of the read-only `/pods` + `/healthz` endpoint (v1.2: `127.0.0.1:10255`);
+    /// Address of the read-only `/pods` + `/healthz` endpoint (`modules.edged.readOnlyAddress`;
+    /// v1.2: fixed `127.0.0.1:10255`);
     /// `None` serves nothing.
     pub read_only_address: Option<String>,
+    /// How often dead containers are collected (v1.2: 60 s).
+    pub container_gc_period: Duration,
+    /// Dead containers younger than this are kept (v1.2: 60 s).
+    pub container_gc_min_age: Duration,
+    /// `maximumDeadContainersPerPod`: dead containers kept per pod and container name;
+    /// negative keeps all.
+    pub max_dead_containers_per_pod: i32,
+    /// How often image disk usage is checked (v1.2: 5 s).
+    pub image_gc_period: Duration,
+    /// `imageGCHighThreshold` (percent of the image filesystem); 100 turns image GC off.
+    pub image_gc_high_threshold: u8,
+    /// `imageGCLowThreshold` (percent): image GC frees down to this.
+    pub image_gc_low_threshold: u8,
+    /// Images seen for less than this are not collected (v1.2: 60 s).
+    pub image_gc_min_age: Duration,
 }
 
 impl Default for EdgedOptions {
@@ -68,6 +84,13 @@ impl Default for EdgedOptions {
             register_node: true,
             node_status_update_frequency: Duration::from_secs(10),
             read_only_address: Some("127.0.0.1:10255".to_owned()),
+            container_gc_period: Duration::from_secs(60),
+            container_gc_min_age: Duration::from_secs(60),
+            max_dead_containers_per_pod: 1,
+            image_gc_period: Duration::from_secs(5),
+            image_gc_high_threshold: 80,
+            image_gc_low_threshold: 40,
+            image_gc_min_age: Duration::from_secs(60),
         }
     }
 }

@@ -88,19 +88,17 @@ pub(crate) fn is_deleting(pod: &k8s::Pod) -> bool {
 }
 
 fn qos_class(pod: &k8s::Pod) -> &'static str {
-    let any = containers(pod).iter().any(|c| {
-        c.resources.as_ref().is_some_and(|r| {
-            r.requests.as_ref().is_some_and(|m| !m.is_empty())
-                || r.limits.as_ref().is_some_and(|m| !m.is_empty())
-        })
-    });
-    if any { "Burstable" } else { "BestEffort" }
+    crate::resources::qos_class(pod).as_str()
 }
 
+/// The pod cgroup (kubelet layout): `<root>/pod<uid>` for `Guaranteed` pods,
+/// `<root>/<burstable|besteffort>/pod<uid>` for the others.
 pub(crate) fn cgroup_parent(ctx: &NodeContext, pod: &k8s::Pod, uid: &str) -> Option<String> {
-    let root = ctx.cgroup_root.as_deref()?;
-    let qos = qos_class(pod).to_ascii_lowercase();
-    Some(format!("{}/{qos}/pod{uid}", root.trim_end_matches('/')))
+    let root = ctx.cgroup_root.as_deref()?.trim_end_matches('/');
+    Some(match crate::resources::qos_class(pod) {
+        crate::resources::Qos::Guaranteed => format!("{root}/pod{uid}"),
+        q => format!("{root}/{}/pod{uid}", q.as_str().to_ascii_lowercase()),
+    })
 }
 
 pub(crate) fn log_directory(ctx: &NodeContext, id: &PodId) -> String {
@@ -229,20 +227,15 @@ pub(crate) fn container_config(
     let mut labels = pod_labels(ctx, &id);
     labels.insert(LABEL_CONTAINER_NAME.to_owned(), c.name.clone());
     labels.insert(LABEL_CONTAINER_HASH.to_owned(), container_hash(c));
+    // Literal values only; `worker` resolves `valueFrom` and `envFrom` (`env.rs`) before creating.
     let envs = c
         .env
         .iter()
         .flatten()
-        .filter_map(|e| match (&e.value, &e.value_from) {
-            (_, Some(_)) => {
-                tracing::warn!(pod = %id.key(), container = %c.name, env = %e.name,
-                    "env valueFrom is not supported yet; variable left out");
-                None
-            }
-            (v, None) => Some(api::KeyValue {
-                key: e.name.clone(),
-                value: v.clone().unwrap_or_default(),
-            }),
+        .filter(|e| e.value_from.is_none())
+        .map(|e| api::KeyValue {
+            key: e.name.clone(),
+            value: e.value.clone().unwrap_or_default(),
         })
         .collect();
     api::ContainerConfig {
@@ -272,7 +265,10 @@ pub(crate) fn container_config(
                     .unwrap_or(false),
                 ..Default::default()
             }),
-            ..Default::default()
+            resources: Some(crate::resources::linux_resources(
+                c,
+                crate::resources::qos_class(pod),
+            )),
         }),
         ..Default::default()
     }

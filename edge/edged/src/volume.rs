@@ -66,7 +66,7 @@ fn io(volume: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 /// Asks metaManager for `<ns>/<kind>/<name>`; `Ok(None)` when it does not have it.
-async fn query<T: DeserializeOwned>(
+pub(crate) async fn query<T: DeserializeOwned>(
     hive: &Beehive,
     ns: &str,
     kind: &str,

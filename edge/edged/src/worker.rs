@@ -306,17 +306,8 @@ fn reconcile(mut s: State, obs: Observation, ctx: &NodeContext, now: Now) -> (St
             s.sandbox_backoff = None;
             let mut dead = Vec::new();
             for spec in pod::containers(&s.pod) {
+                // Superseded exited containers are the container GC's (`gc.rs`).
                 let (cur, _) = obs.latest(&spec.name);
-                // Superseded exited containers beyond the newest two go away.
-                let mut same: Vec<&ContainerObs> =
-                    obs.containers.iter().filter(|c| c.name == spec.name).collect();
-                same.sort_by_key(|c| std::cmp::Reverse(c.attempt));
-                dead.extend(
-                    same.iter()
-                        .skip(2)
-                        .filter(|c| c.state != CState::Running)
-                        .map(|c| c.id.clone()),
-                );
                 let hash = pod::container_hash(spec);
                 let due = Backoff::due(s.container_backoff.get(&spec.name), now.mono);
                 match cur {
@@ -594,7 +585,9 @@ pub(crate) async fn run(
             if let Effect::Report(st) = &eff {
                 env.pods.set(&id.key(), &state.pod, st);
             }
-            if let Some(ev) = perform(&env, &state.pod, &id, eff).await {
+            // Boxed: the effect futures (CRI calls, volume and env setup) are tens of KB, and
+            // an idle worker — almost all of them, almost always — should not carry that space.
+            if let Some(ev) = Box::pin(perform(&env, &state.pod, &id, eff)).await {
                 let dup = matches!(ev, Event::Changed) && queue.iter().any(|e| matches!(e, Event::Changed));
                 if !dup {
                     queue.push_back(ev);
@@ -784,13 +777,38 @@ async fn inspect(cri: &CriClient, ctx: &NodeContext, uid: &str) -> ke_cri::Resul
     Ok(obs)
 }
 
+/// Pulls `image` unless the runtime has it (a pull of a local tag still contacts the registry),
+/// with the pod's image pull secrets for that registry, tried in turn, else anonymously.
+async fn ensure_image(env: &WorkerEnv, pod: &k8s::Pod, image: &str) -> crate::Result<()> {
+    if env.cri.image_status(image).await?.is_some() {
+        return Ok(());
+    }
+    let auths = crate::pull_secrets::auths_for(&env.hive, pod, image, env.report_timeout).await;
+    tracing::info!(image, credentials = auths.len(), "image not present; pulling");
+    if auths.is_empty() {
+        env.cri.pull_image(image).await?;
+        return Ok(());
+    }
+    let mut last = None;
+    for auth in auths {
+        match env.cri.pull_image_with_auth(image, Some(auth)).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(
+        || crate::Error::Config(format!("cannot pull {image}")),
+        Into::into,
+    ))
+}
+
 async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u32) -> crate::Result<String> {
     let spec = pod::containers(pod)
         .iter()
         .find(|c| c.name == name)
         .ok_or_else(|| crate::Error::Config(format!("container {name} is not in the pod spec")))?;
     let image = spec.image.clone().unwrap_or_default();
-    env.cri.ensure_image(&image).await?;
+    ensure_image(env, pod, &image).await?;
     // The sandbox to create in: the newest ready one of the pod.
     let id = PodId::of(pod);
     let obs = inspect(&env.cri, &env.ctx, &id.uid).await?;
@@ -804,12 +822,45 @@ async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u
     let vols = crate::volume::prepare(&env.hive, &env.root, pod, env.report_timeout).await?;
     let mut cfg = pod::container_config(&env.ctx, pod, spec, attempt);
     cfg.mounts = crate::volume::mounts(pod, spec, &vols)?;
+    let pod_ip = if pod::host_network(pod) {
+        env.ctx.node_ip.as_str()
+    } else {
+        sb.ip.as_str()
+    };
+    let (node_milli_cpu, node_memory) = node_capacity(spec);
+    let downward = crate::env::Downward {
+        pod_ip,
+        host_ip: &env.ctx.node_ip,
+        node_name: &env.ctx.node_name,
+        node_milli_cpu,
+        node_memory,
+    };
+    cfg.envs = crate::env::resolve(&env.hive, pod, spec, &downward, env.report_timeout).await?;
     let cid = env.cri.create_container(&sb.id, cfg, sb_cfg).await?;
     if let Err(e) = env.cri.start_container(&cid).await {
         let _ = env.cri.remove_container(&cid).await;
         return Err(e.into());
     }
     Ok(cid)
+}
+
+/// (milli-CPU, memory bytes) of the node, read only when `c` has a `resourceFieldRef` (what an
+/// unset limit means there).
+fn node_capacity(c: &k8s::Container) -> (i64, i64) {
+    let wanted = c.env.iter().flatten().any(|e| {
+        e.value_from
+            .as_ref()
+            .is_some_and(|f| f.resource_field_ref.is_some())
+    });
+    if !wanted {
+        return (0, 0);
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpus = i64::try_from(crate::node::cpus_of(&read("/proc/cpuinfo"))).unwrap_or(i64::MAX);
+    let mem = crate::node::mem_total_kib_of(&read("/proc/meminfo"))
+        .and_then(|k| i64::try_from(k.saturating_mul(1024)).ok())
+        .unwrap_or(0);
+    (cpus.saturating_mul(1000), mem)
 }
 
 async fn remove_sandbox(cri: &CriClient, id: &str) {

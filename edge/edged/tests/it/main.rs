@@ -71,7 +71,9 @@ async fn remove_node_pods(node: &str) {
         let _ = c.stop_pod_sandbox(&sb.id).await;
         let _ = c.remove_pod_sandbox(&sb.id).await;
         if let Some(m) = sb.metadata {
-            ke_cri::remove_pod_cgroup(&format!("/kubepods/besteffort/pod{}", m.uid));
+            for qos in ["besteffort/", "burstable/", ""] {
+                ke_cri::remove_pod_cgroup(&format!("/kubepods/{qos}pod{}", m.uid));
+            }
             let _ = std::fs::remove_dir_all(format!("/var/log/pods/{}_{}_{}", m.namespace, m.name, m.uid));
         }
     }
@@ -96,6 +98,10 @@ fn free_port() -> u16 {
 
 impl Edge {
     fn start(dir: &std::path::Path, node: &str) -> Self {
+        Self::start_with(dir, node, |_| {})
+    }
+
+    fn start_with(dir: &std::path::Path, node: &str, tune: impl FnOnce(&mut EdgedOptions)) -> Self {
         let http_port = free_port();
         let store = Store::open(dir.join("edgecore.db")).unwrap();
         let hive = Beehive::default();
@@ -106,7 +112,7 @@ impl Edge {
             ..Default::default()
         };
         core.register(MetaManager::new(mm, store.clone())).unwrap();
-        let opts = EdgedOptions {
+        let mut opts = EdgedOptions {
             node_name: node.to_owned(),
             node_ip: "127.0.0.1".to_owned(),
             pod_sandbox_image: "docker.io/kubeedge/pause:3.6".to_owned(),
@@ -116,8 +122,11 @@ impl Edge {
             node_status_update_frequency: Duration::from_secs(1),
             root_directory: dir.join("edged"),
             read_only_address: Some(format!("127.0.0.1:{http_port}")),
+            // containerd is shared with other tests: never collect its images here.
+            image_gc_high_threshold: 100,
             ..Default::default()
         };
+        tune(&mut opts);
         core.register(Edged::new(opts).unwrap()).unwrap();
         core.start();
         Self {
@@ -137,9 +146,18 @@ impl Edge {
     /// `GET path` on the read-only endpoint: (status line, body).
     async fn get(&self, path: &str) -> (String, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port))
-            .await
-            .unwrap();
+        // The endpoint comes up with the module: retry a refused connection for a while.
+        let mut tries = 0;
+        let mut s = loop {
+            match tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await {
+                Ok(s) => break s,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    retry_pause(&e).await;
+                }
+                Err(e) => panic!("read-only endpoint: {e}"),
+            }
+        };
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .await
             .unwrap();
@@ -177,6 +195,10 @@ impl Edge {
             Err(_) => panic!("no status of {pod} as expected within {WAIT:?}"),
         }
     }
+}
+
+async fn retry_pause(_why: &std::io::Error) {
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 fn pod(name: &str, uid: &str, policy: &str, script: &str) -> Value {
@@ -225,9 +247,13 @@ async fn node_sandboxes(node: &str) -> Vec<api::PodSandbox> {
 }
 
 async fn http_get(ip: &str) -> String {
+    http_get_port(ip, 8080).await
+}
+
+async fn http_get_port(ip: &str, port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     for _ in 0..100 {
-        if let Ok(mut s) = tokio::net::TcpStream::connect((ip, 8080)).await {
+        if let Ok(mut s) = tokio::net::TcpStream::connect((ip, port)).await {
             s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
             let mut body = String::new();
             let _ = s.read_to_string(&mut body).await;
@@ -237,7 +263,7 @@ async fn http_get(ip: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("httpd on {ip}:8080 never answered");
+    panic!("httpd on {ip}:{port} never answered");
 }
 
 fn node_name(test: &str) -> String {
@@ -577,6 +603,371 @@ async fn configmap_secret_and_emptydir_volumes() {
     let deadline = tokio::time::Instant::now() + WAIT;
     while pod_dir.exists() || !node_sandboxes(&node).await.is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.stop().await;
+}
+
+/// Limits reach the container's cgroup; a container over its memory limit is OOM-killed and
+/// reported as Kubernetes does (`lastState.terminated.reason: OOMKilled`, exit code 137, the
+/// restart counted); limits equal to requests make the pod `Guaranteed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_oom_kills_and_is_reported() {
+    let node = node_name("oom");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    let uid = uuid::Uuid::new_v4().to_string();
+    // First run: allocate 64 MiB under a 32 MiB limit. Second run (emptyDir marker): stay up.
+    let script = "if [ -f /scratch/ran ]; then exec sleep 3600; fi; touch /scratch/ran; \
+                  exec dd if=/dev/zero of=/dev/null bs=64M count=1";
+    let mut p = pod("oom", &uid, "Always", script);
+    p["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    let c = &mut p["spec"]["containers"][0];
+    c["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/scratch"}]);
+    c["resources"] = json!({"limits": {"cpu": "200m", "memory": "32Mi"}});
+    edge.cloud_sends(op::INSERT, "default/pod/oom", p.clone()).await;
+
+    let s = edge
+        .status_until("oom", |s| {
+            restart_count(s) >= 1 && s["containerStatuses"][0]["state"]["running"].is_object()
+        })
+        .await;
+    let st = &s["Status"];
+    assert_eq!(st["qosClass"], "Guaranteed", "{st}");
+    let cs = &st["containerStatuses"][0];
+    let last = &cs["lastState"]["terminated"];
+    assert_eq!(last["reason"], "OOMKilled", "{cs}");
+    assert_eq!(last["exitCode"], 137, "{cs}");
+    assert_eq!(cs["restartCount"], 1, "{cs}");
+
+    // The running container's cgroup carries the limits (cgroupfs: <parent>/<container id>).
+    let cid = cs["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://");
+    let cg = |ctl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/kubepods/pod{uid}/{cid}/{file}"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(cg("memory", "memory.limit_in_bytes"), (32u64 << 20).to_string());
+    assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "20000");
+    assert_eq!(cg("cpu", "cpu.shares"), "204");
+
+    edge.cloud_sends(op::DELETE, "default/pod/oom", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/kubepods/pod{uid}")).exists());
+    edge.stop().await;
+}
+
+/// The pods `/pods` lists as Running with a container: name → container ID.
+async fn running_pods(edge: &Edge) -> HashMap<String, String> {
+    let (_, body) = edge.get("/pods").await;
+    let list: Value = serde_json::from_str(&body).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .filter_map(|p| {
+            let cid = p["status"]["containerStatuses"][0]["containerID"].as_str()?;
+            Some((p["metadata"]["name"].as_str()?.to_owned(), cid.to_owned()))
+        })
+        .collect()
+}
+
+async fn until_running(edge: &Edge, n: usize) -> HashMap<String, String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = running_pods(edge).await;
+        if r.len() == n {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} pods Running",
+            r.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An edgecore restart with 10 running pods adopts every one: the same containers and
+/// sandboxes afterwards, no duplicates, no restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_ten_pods_adopts_the_same_containers() {
+    const N: usize = 10;
+    let node = node_name("ten");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(dir.path(), &node);
+    let pods: Vec<Value> = (0..N)
+        .map(|i| {
+            let name = format!("p{i}");
+            pod(
+                &name,
+                &uuid::Uuid::new_v4().to_string(),
+                "Always",
+                "exec sleep 3600",
+            )
+        })
+        .collect();
+    for p in &pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        edge.cloud_sends(op::INSERT, &format!("default/pod/{name}"), p.clone())
+            .await;
+    }
+    let before = until_running(&edge, N).await;
+    let mut containers: Vec<String> = node_containers(&node).await.into_iter().map(|c| c.id).collect();
+    let mut sandboxes: Vec<String> = node_sandboxes(&node).await.into_iter().map(|s| s.id).collect();
+    containers.sort();
+    sandboxes.sort();
+    assert_eq!((containers.len(), sandboxes.len()), (N, N));
+
+    edge.stop().await;
+    let edge = Edge::start(dir.path(), &node);
+    // The new edged reports all ten Running with the containers it found, not new ones.
+    let after = until_running(&edge, N).await;
+    assert_eq!(after, before);
+    let mut containers2: Vec<String> = node_containers(&node).await.into_iter().map(|c| c.id).collect();
+    let mut sandboxes2: Vec<String> = node_sandboxes(&node).await.into_iter().map(|s| s.id).collect();
+    containers2.sort();
+    sandboxes2.sort();
+    assert_eq!(containers2, containers);
+    assert_eq!(sandboxes2, sandboxes);
+    let (_, body) = edge.get("/pods").await;
+    let list: Value = serde_json::from_str(&body).unwrap();
+    for p in list["items"].as_array().unwrap() {
+        assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p}");
+    }
+
+    for p in &pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        edge.cloud_sends(op::DELETE, &format!("default/pod/{name}"), p.clone())
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pods not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.stop().await;
+}
+
+/// A busybox httpd pod with a `hostPort` answers on that port of the host (the CNI portmap
+/// plugin owns the forwarding rules), on loopback and on the host's bridge address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httpd_pod_reachable_on_host_port() {
+    let node = node_name("hostport");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    let uid = uuid::Uuid::new_v4().to_string();
+    let host_port = free_port();
+    let script = "mkdir -p /www && echo \"$GREETING\" > /www/index.html && exec httpd -f -p 8080 -h /www";
+    let mut p = pod("hp", &uid, "Always", script);
+    p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080, "hostPort": host_port}]);
+    edge.cloud_sends(op::INSERT, "default/pod/hp", p.clone()).await;
+    let s = edge.status_until("hp", |s| phase(s) == "Running").await;
+    let ip = s["Status"]["podIP"].as_str().unwrap().to_owned();
+    assert!(http_get(&ip).await.ends_with("hello-hp\n"));
+    assert!(
+        http_get_port("127.0.0.1", host_port)
+            .await
+            .ends_with("hello-hp\n")
+    );
+    // The host's own address on the pod network (the bridge), found by routing towards the pod.
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    probe.connect((ip.as_str(), 9)).unwrap();
+    let host_ip = probe.local_addr().unwrap().ip().to_string();
+    assert_ne!(host_ip, ip);
+    assert!(http_get_port(&host_ip, host_port).await.ends_with("hello-hp\n"));
+
+    edge.cloud_sends(op::DELETE, "default/pod/hp", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.stop().await;
+}
+
+/// `env.valueFrom` (configMap/secret keys, optional ones, pod fields, resources) and `envFrom`
+/// (with a prefix) reach the container; `env` overrides `envFrom`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_value_from_and_env_from() {
+    let node = node_name("env");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    edge.cloud_sends(
+        op::INSERT,
+        "default/configmap/envcfg",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "envcfg", "namespace": "default"},
+               "data": {"color": "blue", "size": "L", "bad key": "x"}}),
+    )
+    .await;
+    edge.cloud_sends(
+        op::INSERT,
+        "default/secret/envsec",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "envsec", "namespace": "default"},
+               "data": {"token": "czNjcjN0"}}),
+    )
+    .await;
+    let uid = uuid::Uuid::new_v4().to_string();
+    let mut p = pod("envpod", &uid, "Always", "exec sleep 3600");
+    p["spec"]["serviceAccountName"] = json!("robot");
+    let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
+    let c = &mut p["spec"]["containers"][0];
+    c["resources"] = json!({"limits": {"memory": "64Mi"}});
+    c["envFrom"] = json!([
+        {"configMapRef": {"name": "envcfg"}},
+        {"secretRef": {"name": "envsec"}, "prefix": "S_"},
+        {"configMapRef": {"name": "absent", "optional": true}}
+    ]);
+    c["env"] = json!([
+        {"name": "size", "value": "XL"},
+        {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "envcfg", "key": "color"}}},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "envsec", "key": "token"}}},
+        {"name": "MAYBE", "valueFrom": {"secretKeyRef": {"name": "envsec", "key": "nope", "optional": true}}},
+        {"name": "POD_NAME", "valueFrom": field("metadata.name")},
+        {"name": "POD_NS", "valueFrom": field("metadata.namespace")},
+        {"name": "POD_UID", "valueFrom": field("metadata.uid")},
+        {"name": "NODE", "valueFrom": field("spec.nodeName")},
+        {"name": "POD_IP", "valueFrom": field("status.podIP")},
+        {"name": "HOST_IP", "valueFrom": field("status.hostIP")},
+        {"name": "SA", "valueFrom": field("spec.serviceAccountName")},
+        {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}
+    ]);
+    edge.cloud_sends(op::INSERT, "default/pod/envpod", p.clone())
+        .await;
+    let s = edge.status_until("envpod", |s| phase(s) == "Running").await;
+    let pod_ip = s["Status"]["podIP"].as_str().unwrap().to_owned();
+    let cid = s["Status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let r = cri()
+        .exec_sync(&cid, &["env"], Duration::from_secs(10))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout).into_owned();
+    let env: HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+    let want = [
+        ("color", "blue"),
+        ("size", "XL"),
+        ("S_token", "s3cr3t"),
+        ("COLOR", "blue"),
+        ("TOKEN", "s3cr3t"),
+        ("POD_NAME", "envpod"),
+        ("POD_NS", "default"),
+        ("POD_UID", uid.as_str()),
+        ("NODE", node.as_str()),
+        ("POD_IP", pod_ip.as_str()),
+        ("HOST_IP", "127.0.0.1"),
+        ("SA", "robot"),
+        ("MEM_MI", "64"),
+    ];
+    for (k, v) in want {
+        assert_eq!(env.get(k).copied(), Some(v), "{k} in {out}");
+    }
+    assert!(!env.contains_key("MAYBE"), "{out}");
+    assert!(!out.contains("bad key"), "{out}");
+
+    edge.cloud_sends(op::DELETE, "default/pod/envpod", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.stop().await;
+}
+
+/// Container GC keeps `maximumDeadContainersPerPod` dead containers per pod and container (the
+/// newest), removes the older ones, and leaves running containers alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_gc_keeps_the_newest_dead_containers() {
+    let node = node_name("gc");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start_with(dir.path(), &node, |o| {
+        o.container_gc_period = Duration::from_millis(300);
+        o.container_gc_min_age = Duration::ZERO;
+        o.max_dead_containers_per_pod = 1;
+    });
+    // Fails twice (attempts 0 and 1), then stays up (attempt 2).
+    let script = "n=$(cat /scratch/n 2>/dev/null || echo 0); echo $((n+1)) > /scratch/n; \
+                  [ \"$n\" -ge 2 ] && exec sleep 3600; exit 1";
+    let uid = uuid::Uuid::new_v4().to_string();
+    let mut p = pod("crash", &uid, "Always", script);
+    p["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/scratch"}]);
+    let never = uuid::Uuid::new_v4().to_string();
+    edge.cloud_sends(op::INSERT, "default/pod/crash", p.clone()).await;
+    edge.cloud_sends(
+        op::INSERT,
+        "default/pod/done",
+        pod("done", &never, "Never", "exit 0"),
+    )
+    .await;
+    edge.status_until("done", |s| phase(s) == "Succeeded").await;
+    let s = edge
+        .status_until("crash", |s| {
+            restart_count(s) == 2 && s["containerStatuses"][0]["state"]["running"].is_object()
+        })
+        .await;
+    let running = s["Status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let of_pod = |cs: &[api::Container], uid: &str| -> Vec<(u32, i32, String)> {
+        let mut v: Vec<_> = cs
+            .iter()
+            .filter(|c| c.labels.get(edged::LABEL_POD_UID).map(String::as_str) == Some(uid))
+            .map(|c| (c.metadata.as_ref().unwrap().attempt, c.state, c.id.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let exited = api::ContainerState::ContainerExited as i32;
+    let running_state = api::ContainerState::ContainerRunning as i32;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let cs = node_containers(&node).await;
+        let crash = of_pod(&cs, &uid);
+        if crash.len() == 2 {
+            // Attempt 0 is gone; the newest dead one (attempt 1) and the running one stay.
+            assert_eq!((crash[0].0, crash[0].1), (1, exited), "{crash:?}");
+            assert_eq!((crash[1].0, crash[1].1), (2, running_state), "{crash:?}");
+            assert_eq!(crash[1].2, running);
+            // The finished pod's only (dead) container is within the limit.
+            assert_eq!(of_pod(&cs, &never).len(), 1);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dead containers not collected: {crash:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.cloud_sends(op::DELETE, "default/pod/crash", p).await;
+    edge.cloud_sends(
+        op::DELETE,
+        "default/pod/done",
+        pod("done", &never, "Never", "exit 0"),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pods not removed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     edge.stop().await;

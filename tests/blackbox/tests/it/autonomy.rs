@@ -112,7 +112,7 @@ async fn running_pod_survives_an_offline_edgecore_restart_untouched() {
     let edged = format!(
         "  edged:\n    hostnameOverride: {NODE}\n    nodeIP: 127.0.0.1\n    runtimeType: remote\n    \
          remoteRuntimeEndpoint: unix:///run/containerd/containerd.sock\n    \
-         remoteImageEndpoint: unix:///run/containerd/containerd.sock\n    podSandboxImage: docker.io/kubeedge/pause:3.6\n"
+         remoteImageEndpoint: unix:///run/containerd/containerd.sock\n    podSandboxImage: docker.io/kubeedge/pause:3.6\n    imageGCHighThreshold: 100\n"
     );
     let no_bus = "  eventbus:\n    enable: false\n";
     let mut edge = c.edge_custom(NODE, &cloud.ws, &cloud.quic, false, no_bus, false, &edged);

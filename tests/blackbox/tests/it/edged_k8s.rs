@@ -78,7 +78,7 @@ async fn edged_registers_its_node_and_runs_a_kubectl_pod() {
         "  edged:\n    hostnameOverride: {node}\n    nodeIP: 127.0.0.1\n    runtimeType: remote\n    \
          remoteRuntimeEndpoint: unix:///run/containerd/containerd.sock\n    \
          remoteImageEndpoint: unix:///run/containerd/containerd.sock\n    \
-         podSandboxImage: docker.io/kubeedge/pause:3.6\n    nodeStatusUpdateFrequency: 2\n"
+         podSandboxImage: docker.io/kubeedge/pause:3.6\n    imageGCHighThreshold: 100\n    nodeStatusUpdateFrequency: 2\n"
     );
     let no_bus = "  eventbus:\n    enable: false\n";
     let _edge = c.edge_custom(&node, &cloud.ws, &cloud.quic, false, no_bus, false, &edged);
