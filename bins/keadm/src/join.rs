@@ -50,6 +50,9 @@ pub(crate) struct Args {
         default_value = "docker.io/kubeedge/pause:3.6"
     )]
     pod_sandbox_image: String,
+    /// Image GC starts when the image filesystem is this full (percent; 100 turns image GC off).
+    #[arg(long = "image-gc-high-threshold", default_value_t = 80)]
+    image_gc_high_threshold: i32,
     /// Port of edgecore's embedded MQTT broker (devices and mappers talk to it).
     #[arg(long = "mqtt-port", default_value_t = 1883)]
     mqtt_port: u16,
@@ -214,6 +217,7 @@ async fn join(args: Args) -> anyhow::Result<()> {
     edged.remote_runtime_endpoint = args.runtime_endpoint.clone();
     edged.remote_image_endpoint = args.runtime_endpoint.clone();
     edged.pod_sandbox_image = args.pod_sandbox_image.clone();
+    edged.image_gc_high_threshold = args.image_gc_high_threshold;
     let hub = &mut cfg.modules.edgehub;
     hub.tls_ca_file = ca_file.display().to_string();
     hub.tls_cert_file = cert_file.display().to_string();

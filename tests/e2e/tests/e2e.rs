@@ -312,6 +312,9 @@ fn keadm_edge_node_apps_devices_offline_and_reset() {
                 &s.node,
                 "--mqtt-port",
                 MQTT_PORT,
+                // The images are shared with every other test on this machine: never collected.
+                "--image-gc-high-threshold",
+                "100",
                 "--mode",
                 "background",
             ],
