@@ -53,6 +53,9 @@ pub struct Downstream {
     configmap_nodes: HashMap<String, HashSet<String>>,
     /// `<ns>/<secret>` → nodes whose pods reference it.
     secret_nodes: HashMap<String, HashSet<String>>,
+    /// Nodes that turned Ready before the services and endpoints were fully listed: their lists
+    /// go out once they are (an early list would be empty or partial).
+    lists_pending: Vec<String>,
 }
 
 impl std::fmt::Debug for Downstream {
@@ -190,6 +193,7 @@ impl Downstream {
             endpoints: Tracker::new(ns_name, Endpoints::clone),
             configmap_nodes: HashMap::new(),
             secret_nodes: HashMap::new(),
+            lists_pending: Vec::new(),
         }
     }
 
@@ -249,12 +253,27 @@ impl Downstream {
                 for ch in self.services.step(*e) {
                     self.on_service(ch);
                 }
+                self.flush_pending_lists();
             }
             Ev::Endpoints(e) => {
                 for ch in self.endpoints.step(*e) {
                     self.on_endpoints(ch);
                 }
+                self.flush_pending_lists();
             }
+        }
+    }
+
+    fn lists_synced(&self) -> bool {
+        self.services.is_synced() && self.endpoints.is_synced()
+    }
+
+    fn flush_pending_lists(&mut self) {
+        if self.lists_pending.is_empty() || !self.lists_synced() {
+            return;
+        }
+        for node in std::mem::take(&mut self.lists_pending) {
+            self.send_lists(&node);
         }
     }
 
@@ -301,7 +320,11 @@ impl Downstream {
             }
         };
         if became_ready {
-            self.send_lists(&name);
+            if self.lists_synced() {
+                self.send_lists(&name);
+            } else if !self.lists_pending.contains(&name) {
+                self.lists_pending.push(name);
+            }
         }
     }
 

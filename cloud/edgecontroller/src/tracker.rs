@@ -34,6 +34,8 @@ pub enum Change<K, V> {
 pub struct Tracker<K, V> {
     known: HashMap<String, V>,
     relisting: Option<HashSet<String>>,
+    /// The first full list has been seen (v1.2: the informer's cache has synced).
+    synced: bool,
     key: fn(&K) -> String,
     summary: fn(&K) -> V,
 }
@@ -44,6 +46,7 @@ impl<K, V> Tracker<K, V> {
         Self {
             known: HashMap::new(),
             relisting: None,
+            synced: false,
             key,
             summary,
         }
@@ -52,6 +55,12 @@ impl<K, V> Tracker<K, V> {
     /// The remembered state of `key`.
     pub fn get(&self, key: &str) -> Option<&V> {
         self.known.get(key)
+    }
+
+    /// True once the first full list has been seen: only then do [`Tracker::values`] stand for
+    /// every object.
+    pub fn is_synced(&self) -> bool {
+        self.synced
     }
 
     /// All keys.
@@ -91,6 +100,7 @@ impl<K, V> Tracker<K, V> {
                 }
             }
             Event::InitDone => {
+                self.synced = true;
                 let Some(seen) = self.relisting.take() else {
                     return Vec::new();
                 };
@@ -148,6 +158,19 @@ mod tests {
             }]
         );
         assert_eq!(t.get("a"), Some(&2));
+    }
+
+    #[test]
+    fn synced_only_after_the_first_full_list() {
+        let mut t = t();
+        assert!(!t.is_synced());
+        t.step(Event::Init);
+        t.step(Event::InitApply(("a".into(), 1)));
+        assert!(!t.is_synced(), "half a list is not the whole picture");
+        t.step(Event::InitDone);
+        assert!(t.is_synced());
+        t.step(Event::Init);
+        assert!(t.is_synced(), "a relist does not unsync what was listed once");
     }
 
     #[test]
