@@ -456,4 +456,34 @@ mod tests {
         assert!(kind_resource("pod").is_some());
         assert!(kind_resource("node").is_none());
     }
+
+    fn cm(name: &str, rv: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+        let mut c = k8s_openapi::api::core::v1::ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.resource_version = Some(rv.into());
+        c
+    }
+
+    #[test]
+    fn absence_from_a_lagging_cache_is_not_a_delete() {
+        use kube::runtime::watcher::Event;
+        let cache = Cache::default();
+        assert!(matches!(Cached::of(&cache, "ns", "a", "5"), Cached::NotReady));
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitApply(cm("a", "5")));
+        cache.apply(&Event::InitApply(cm("b", "10")));
+        cache.apply(&Event::InitDone);
+        // Present at (or behind) the recorded version: nothing to do; newer: an update.
+        assert!(matches!(Cached::of(&cache, "ns", "a", "5"), Cached::UpToDate));
+        assert!(matches!(Cached::of(&cache, "ns", "a", "7"), Cached::UpToDate));
+        assert!(matches!(Cached::of(&cache, "ns", "a", "4"), Cached::Found((rv, _)) if rv == "5"));
+        // Absent, acked at a version the cache has passed: deleted.
+        assert!(matches!(Cached::of(&cache, "ns", "gone", "9"), Cached::Gone));
+        // Absent, acked at a version the cache has not reached (or not a number): ask the API.
+        assert!(matches!(Cached::of(&cache, "ns", "new", "11"), Cached::Unsure));
+        assert!(matches!(Cached::of(&cache, "ns", "new", ""), Cached::Unsure));
+        cache.apply(&Event::Apply(cm("c", "12")));
+        assert!(matches!(Cached::of(&cache, "ns", "new", "11"), Cached::Gone));
+    }
 }
