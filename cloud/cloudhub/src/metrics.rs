@@ -100,11 +100,13 @@ pub struct ControllerMetrics {
     sent: Family<ControllerLabels, Counter>,
     errors: Family<ControllerLabels, Counter>,
     queue_depth: Family<ControllerLabels, Gauge>,
+    api_requests: Family<ControllerLabels, Counter>,
 }
 
 impl ControllerMetrics {
-    /// Registers `controller_events_handled`, `controller_messages_sent`, `controller_errors`
-    /// (counters, exposed with `_total`) and `controller_queue_depth` (gauge).
+    /// Registers `controller_events_handled`, `controller_messages_sent`, `controller_errors`,
+    /// `controller_api_requests` (counters, exposed with `_total`) and `controller_queue_depth`
+    /// (gauge).
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("controller");
         r.register(
@@ -127,6 +129,11 @@ impl ControllerMetrics {
             "Work waiting in the controller (edge messages not yet handled)",
             self.queue_depth.clone(),
         );
+        r.register(
+            "api_requests",
+            "Kubernetes API requests made, by verb (get, list, watch, create, update, patch, delete)",
+            self.api_requests.clone(),
+        );
     }
 
     /// The handle of one controller (its label set is created at once, so it shows as 0).
@@ -137,6 +144,8 @@ impl ControllerMetrics {
             sent: self.sent.get_or_create(&l).clone(),
             errors: self.errors.get_or_create(&l).clone(),
             queue_depth: self.queue_depth.get_or_create(&l).clone(),
+            api_requests: self.api_requests.clone(),
+            name,
         }
     }
 }
@@ -148,9 +157,19 @@ pub struct ControllerHandle {
     sent: Counter,
     errors: Counter,
     queue_depth: Gauge,
+    api_requests: Family<ControllerLabels, Counter>,
+    name: &'static str,
 }
 
 impl ControllerHandle {
+    /// One Kubernetes API request of `verb` made
+    /// (`controller_api_requests_total{controller,verb}`).
+    pub fn api_request(&self, verb: &'static str) {
+        self.api_requests
+            .get_or_create(&vec![("controller", self.name), ("verb", verb)])
+            .inc();
+    }
+
     /// One watch event or edge message handled.
     pub fn event(&self) {
         self.events.inc();
@@ -200,6 +219,8 @@ mod tests {
         ec.enqueued();
         ec.enqueued();
         ec.dequeued();
+        ec.api_request("list");
+        ec.api_request("list");
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
         for line in [
@@ -208,6 +229,7 @@ mod tests {
             "controller_errors_total{controller=\"edgecontroller\"} 1",
             "controller_queue_depth{controller=\"edgecontroller\"} 1",
             "controller_events_handled_total{controller=\"devicecontroller\"} 0",
+            "controller_api_requests_total{controller=\"edgecontroller\",verb=\"list\"} 2",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
         }

@@ -4,6 +4,11 @@
 //! One task owns all state (edge nodes and their readiness, pods bound to nodes, which config
 //! maps and secrets each node's pods reference, services, endpoints); the six watches are merged
 //! into one stream, so no locks are needed. API lists for `podlist` messages run in spawned tasks.
+//!
+//! Every event is first applied to the shared [`Caches`] (which the synccontroller reads instead
+//! of listing the API server). Nodes are watched unfiltered for that cache (the synccontroller
+//! removes the ObjectSyncs of any deleted node); for this controller a node without the edge
+//! label counts as deleted, as it did with the label-selected watch of before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -20,6 +25,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
+use crate::cache::Caches;
 use crate::messages;
 use crate::tracker::{Change, Tracker, ns_name};
 use cloudhub::CloudHub;
@@ -42,6 +48,7 @@ pub struct Downstream {
     client: Client,
     hub: CloudHub,
     metrics: ControllerHandle,
+    caches: Caches,
     /// Edge nodes → their `Ready` condition is `True`.
     nodes: Tracker<Node, bool>,
     pods: Tracker<Pod, Pod>,
@@ -165,6 +172,22 @@ fn pod_node(p: &Pod) -> Option<&str> {
     p.spec.as_ref()?.node_name.as_deref().filter(|n| !n.is_empty())
 }
 
+/// True if `n` carries [`EDGE_NODE_LABEL`].
+pub fn is_edge_node(n: &Node) -> bool {
+    n.labels().contains_key(EDGE_NODE_LABEL)
+}
+
+/// A node event as a watch of edge nodes only would have delivered it: a node that loses the
+/// label is deleted, a non-edge node in a relist is left out (so the relist reports it gone if it
+/// was known).
+fn edge_nodes_only(e: Event<Node>) -> Option<Event<Node>> {
+    match e {
+        Event::Apply(n) if !is_edge_node(&n) => Some(Event::Delete(n)),
+        Event::InitApply(n) if !is_edge_node(&n) => None,
+        e => Some(e),
+    }
+}
+
 fn node_ready(n: &Node) -> bool {
     n.status
         .as_ref()
@@ -185,6 +208,7 @@ impl Downstream {
             client,
             hub,
             metrics: ControllerHandle::default(),
+            caches: Caches::default(),
             nodes: Tracker::new(|n| n.name_any(), node_ready),
             pods: Tracker::new(ns_name, Pod::clone),
             configmaps: Tracker::new(ns_name, rv_uid),
@@ -203,14 +227,18 @@ impl Downstream {
         self
     }
 
+    /// Feeds `caches` from its watches (by default it feeds caches nobody reads).
+    pub fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = caches;
+        self
+    }
+
     /// Watches until the streams end (they do not: watch errors are retried with back-off).
     pub async fn run(mut self) {
         let c = &self.client;
         let all = watcher::Config::default();
         let streams = vec![
-            watch(c, watcher::Config::default().labels(EDGE_NODE_LABEL), |e| {
-                Ev::Node(Box::new(e))
-            }),
+            watch(c, all.clone(), |e| Ev::Node(Box::new(e))),
             watch(c, watcher::Config::default().fields("spec.nodeName!="), |e| {
                 Ev::Pod(Box::new(e))
             }),
@@ -220,7 +248,7 @@ impl Downstream {
             watch(c, all, |e| Ev::Endpoints(Box::new(e))),
         ];
         let mut events = stream::select_all(streams);
-        info!("edgecontroller: watching edge nodes, pods, configmaps, secrets, services, endpoints");
+        info!("edgecontroller: watching nodes, pods, configmaps, secrets, services, endpoints");
         while let Some(ev) = events.next().await {
             self.handle(ev);
         }
@@ -230,32 +258,39 @@ impl Downstream {
         self.metrics.event();
         match ev {
             Ev::Node(e) => {
-                for ch in self.nodes.step(*e) {
+                self.caches.nodes.apply(&e);
+                let Some(e) = edge_nodes_only(*e) else { return };
+                for ch in self.nodes.step(e) {
                     self.on_node(ch);
                 }
             }
             Ev::Pod(e) => {
+                self.caches.pods.apply(&e);
                 for ch in self.pods.step(*e) {
                     self.on_pod(ch);
                 }
             }
             Ev::ConfigMap(e) => {
+                self.caches.configmaps.apply(&e);
                 for ch in self.configmaps.step(*e) {
                     self.on_config(ch, kind::CONFIGMAP);
                 }
             }
             Ev::Secret(e) => {
+                self.caches.secrets.apply(&e);
                 for ch in self.secrets.step(*e) {
                     self.on_config(ch, kind::SECRET);
                 }
             }
             Ev::Service(e) => {
+                self.caches.services.apply(&e);
                 for ch in self.services.step(*e) {
                     self.on_service(ch);
                 }
                 self.flush_pending_lists();
             }
             Ev::Endpoints(e) => {
+                self.caches.endpoints.apply(&e);
                 for ch in self.endpoints.step(*e) {
                     self.on_endpoints(ch);
                 }

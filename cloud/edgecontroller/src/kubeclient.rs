@@ -4,8 +4,17 @@
 //! context, with `master` (when set) overriding its server URL; with neither, the in-cluster
 //! service-account configuration. Every call goes through a token bucket of
 //! `kubeAPIConfig.qps`/`burst` ([`crate::ratelimit`]), as client-go's limiter did in v1.2.
+//!
+//! [`counted`] gives each controller a view of that client that counts its requests by verb
+//! (`controller_api_requests_total{controller,verb}`).
 
+use std::task::{Context, Poll};
+
+use cloudhub::metrics::ControllerHandle;
+use futures_util::future::BoxFuture;
+use http::{Method, Request, Response};
 use ke_config::cloudcore::KubeApiConfig;
+use kube::client::Body;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::ratelimit::RateLimitLayer;
@@ -58,6 +67,72 @@ pub async fn client(cfg: &KubeApiConfig) -> Result<Option<kube::Client>> {
     Ok(Some(builder.with_layer(&limit).build()))
 }
 
+/// `client`, counting every request in `metrics` by verb (see [`verb`]). The requests still go
+/// through `client`'s stack (and its rate limit).
+pub fn counted(client: &kube::Client, metrics: ControllerHandle) -> kube::Client {
+    let ns = client.default_namespace().to_owned();
+    kube::Client::new(
+        Counted {
+            client: client.clone(),
+            metrics,
+        },
+        ns,
+    )
+}
+
+#[derive(Clone)]
+struct Counted {
+    client: kube::Client,
+    metrics: ControllerHandle,
+}
+
+impl tower::Service<Request<Body>> for Counted {
+    type Response = Response<Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, kube::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), kube::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        self.metrics.api_request(verb(req.method(), req.uri()));
+        let client = self.client.clone();
+        Box::pin(async move { client.send(req).await })
+    }
+}
+
+/// The Kubernetes verb of a request: `watch` (`?watch=…`), `list` (GET of a collection), `get`,
+/// `create`, `update`, `patch`, `delete` (`deletecollection` for a collection), else `other`.
+pub fn verb(method: &Method, uri: &http::Uri) -> &'static str {
+    let query = uri.query().unwrap_or_default();
+    let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    // Path segments after `/api/<v>` or `/apis/<g>/<v>`, namespace prefix dropped.
+    let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segs.first() {
+        Some(&"api") => segs.get(2..),
+        Some(&"apis") => segs.get(3..),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let rest = match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
+        r => r,
+    };
+    let collection = rest.len() == 1;
+    match *method {
+        Method::GET if watch => "watch",
+        Method::GET if collection => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if collection => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
 fn parse_master(master: &str) -> Result<Option<http::Uri>> {
     if master.is_empty() {
         return Ok(None);
@@ -78,6 +153,38 @@ fn parse_master(master: &str) -> Result<Option<http::Uri>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbs_from_method_and_path() {
+        let v = |m: Method, u: &str| verb(&m, &u.parse().unwrap());
+        assert_eq!(v(Method::GET, "/api/v1/pods?"), "list");
+        assert_eq!(
+            v(Method::GET, "/api/v1/pods?watch=true&resourceVersion=5"),
+            "watch"
+        );
+        assert_eq!(v(Method::GET, "/api/v1/namespaces/ns/pods/p"), "get");
+        assert_eq!(v(Method::GET, "/api/v1/namespaces/ns/pods"), "list");
+        assert_eq!(v(Method::GET, "/api/v1/namespaces"), "list");
+        assert_eq!(v(Method::GET, "/api/v1/namespaces/ns"), "get");
+        assert_eq!(v(Method::GET, "/api/v1/nodes/n"), "get");
+        assert_eq!(
+            v(
+                Method::GET,
+                "/apis/reliablesyncs.kubeedge.io/v1alpha1/objectsyncs"
+            ),
+            "list"
+        );
+        assert_eq!(
+            v(
+                Method::PATCH,
+                "/apis/reliablesyncs.kubeedge.io/v1alpha1/namespaces/ns/objectsyncs/a.b/status"
+            ),
+            "patch"
+        );
+        assert_eq!(v(Method::POST, "/api/v1/namespaces/ns/pods"), "create");
+        assert_eq!(v(Method::PUT, "/api/v1/nodes/n/status"), "update");
+        assert_eq!(v(Method::DELETE, "/api/v1/namespaces/ns/pods/p"), "delete");
+    }
 
     #[tokio::test]
     async fn master_alone_gives_its_url() {

@@ -17,7 +17,10 @@
 //! * **reliable sync** ([`sync`]): `HubEvent::Acked` records each delivered object's version in
 //!   the ObjectSync `<node>.<uid>` (removed when a delete is acked), and every 5 s the
 //!   synccontroller sends `delete`/`update`/`insert` for objects the edge is missing or holds an
-//!   older version of (spec cloudhub-edgehub.md §7.2–§7.4).
+//!   older version of (spec cloudhub-edgehub.md §7.2–§7.4);
+//! * **shared caches** ([`cache`]): the downstream watches fill one cache per kind (all nodes,
+//!   bound pods, config maps, secrets, services, endpoints) which the synccontroller reads, so a
+//!   resync pass LISTs only ObjectSyncs (v1.2's synccontroller used informer listers the same way).
 //!
 //! Routing: there is no cloud-side beehive; cloudcore hands the CloudHub event channel to
 //! [`EdgeController::run`] directly, and replies/objects go out through [`cloudhub::CloudHub::send`].
@@ -36,13 +39,15 @@
 //!   manager's 40 s grace period.
 //!
 //! `kubeAPIConfig.qps`/`burst` rate-limit every API call of cloudcore's client ([`ratelimit`], a
-//! token bucket as client-go's).
+//! token bucket as client-go's); each controller's requests are counted by verb
+//! (`controller_api_requests_total{controller,verb}`, [`kubeclient::counted`]).
 //!
 //! Not done (yet): `contentType` (JSON is always used), the per-handler
 //! `buffer`/`load` sizes (one bounded worker pool of the `load` total is used),
 //! ClusterObjectSync (not used by v1.2.1 either).
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod downstream;
 pub mod kubeclient;
 pub mod messages;
@@ -172,11 +177,21 @@ impl EdgeController {
         opts: Options,
         cancel: CancellationToken,
     ) {
-        let down = downstream::Downstream::new(client.clone(), hub.clone())
-            .with_metrics(opts.metrics.controller("edgecontroller"));
-        let resync = sync::SyncController::new(client.clone(), hub.clone())
-            .with_metrics(opts.metrics.controller("synccontroller"));
-        let up = upstream::Upstream::new(client, hub, opts);
+        let caches = cache::Caches::default();
+        let down_metrics = opts.metrics.controller("edgecontroller");
+        let sync_metrics = opts.metrics.controller("synccontroller");
+        let up_metrics = opts.metrics.controller("upstream");
+        let down =
+            downstream::Downstream::new(kubeclient::counted(&client, down_metrics.clone()), hub.clone())
+                .with_metrics(down_metrics)
+                .with_caches(caches.clone());
+        let resync = sync::SyncController::new(
+            kubeclient::counted(&client, sync_metrics.clone()),
+            hub.clone(),
+            caches,
+        )
+        .with_metrics(sync_metrics);
+        let up = upstream::Upstream::new(kubeclient::counted(&client, up_metrics), hub, opts);
         tokio::select! {
             () = down.run() => {}
             () = resync.run() => {}

@@ -8,18 +8,26 @@
 //! * [`SyncController`]: every 5 s, for each ObjectSync of kind pod/configmap/secret/service/
 //!   endpoints, a `delete` (stub content) when the object is gone, an `update` when its
 //!   resourceVersion is numerically newer than the recorded one; and an `insert` for every pod
-//!   bound to an edge node that has no ObjectSync.
+//!   bound to an edge node that has no ObjectSync (a pod being deleted is left to the watch).
 //!
 //! The same pass removes the ObjectSyncs of nodes that no longer exist in Kubernetes (v1.2 left
 //! them behind forever).
 //!
+//! API cost of a pass: one LIST of ObjectSyncs. Nodes, pods and objects are read from the
+//! [`crate::cache::Caches`] the downstream watches fill; no pass runs before the node and pod
+//! caches hold their first full list, and an ObjectSync of a kind whose cache is not filled yet
+//! waits. A cache lags the API server, so absence is not trusted blindly: an object (or node)
+//! missing from its cache counts as deleted only when the cache has applied an event at or past
+//! the ObjectSync's recorded version (its own version, for a node), else only after a GET
+//! answers 404. Deletes are rare, so these GETs are too.
+//!
 //! ClusterObjectSync and devices are not synced (neither are they in v1.2.1).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use cloudhub::CloudHub;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use ke_core::Message;
 use ke_core::names::{group, op};
 use ke_core::resource::{Resource, kind, strip_node_prefix};
@@ -29,12 +37,10 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
-use crate::downstream::EDGE_NODE_LABEL;
+use crate::cache::{Cache, Caches};
+use crate::downstream::is_edge_node;
 use crate::messages;
 use crate::{Error, Result};
-
-/// Objects of one pass: kind → (namespace, name) → object.
-type Objects = HashMap<String, HashMap<(String, String), DynamicObject>>;
 
 /// How often [`SyncController`] compares ObjectSyncs with Kubernetes.
 pub const PERIOD: Duration = Duration::from_secs(5);
@@ -154,6 +160,7 @@ fn to_content<T: serde::Serialize>(o: &T, name: &str) -> Result<Value> {
 pub struct SyncController {
     client: Client,
     hub: CloudHub,
+    caches: Caches,
     metrics: cloudhub::metrics::ControllerHandle,
 }
 
@@ -164,11 +171,13 @@ impl std::fmt::Debug for SyncController {
 }
 
 impl SyncController {
-    /// A controller over `client` sending through `hub`.
-    pub fn new(client: Client, hub: CloudHub) -> Self {
+    /// A controller over `client` sending through `hub`, reading nodes, pods and objects from
+    /// `caches` (fed by [`crate::downstream::Downstream::with_caches`]).
+    pub fn new(client: Client, hub: CloudHub, caches: Caches) -> Self {
         Self {
             client,
             hub,
+            caches,
             metrics: Default::default(),
         }
     }
@@ -207,19 +216,22 @@ impl SyncController {
 
     /// One pass: ObjectSyncs of nodes no longer in Kubernetes removed, deletes for vanished
     /// objects, updates for newer ones, inserts for unsynced pods.
+    ///
+    /// The only LIST is of ObjectSyncs; nodes, pods and objects come from the shared caches. An
+    /// object absent from its cache is only judged deleted when the cache has caught up past the
+    /// ObjectSync's recorded version, or a GET says 404; likewise a node.
     pub async fn sync_once(&self) -> Result<()> {
-        // Nodes first: an ObjectSync is only judged orphaned against a node list that succeeded.
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let nodes = nodes
-            .list_metadata(&ListParams::default())
-            .await
-            .map_err(api_err("list nodes"))?;
-        let all_nodes: HashSet<String> = nodes.items.iter().map(ResourceExt::name_any).collect();
+        let c = &self.caches;
+        if !c.nodes.is_ready() || !c.pods.is_ready() {
+            debug!("synccontroller: caches not filled yet, pass skipped");
+            return Ok(());
+        }
+        let nodes = c.nodes.snapshot();
+        let all_nodes: HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
         let edge: HashSet<String> = nodes
-            .items
             .iter()
-            .filter(|n| n.labels().contains_key(EDGE_NODE_LABEL))
-            .map(ResourceExt::name_any)
+            .filter(|n| is_edge_node(n))
+            .map(|n| n.name_any())
             .collect();
 
         let syncs: Api<DynamicObject> = Api::all_with(self.client.clone(), &object_sync_resource());
@@ -227,37 +239,12 @@ impl SyncController {
             .list(&ListParams::default())
             .await
             .map_err(api_err("list objectsyncs"))?;
-        // One list per kind in use, taken after the ObjectSync list (an object acked after that
-        // list is not mistaken for a deleted one) — instead of one GET per ObjectSync, which at
-        // 1000 objects would eat the whole `kubeAPIConfig.qps` budget every pass.
-        let kinds: BTreeSet<String> = list
-            .items
-            .iter()
-            .filter_map(|s| s.data.pointer("/spec/objectKind").and_then(Value::as_str))
-            .map(str::to_owned)
-            .collect();
-        let mut objects: Objects = HashMap::new();
-        for k in kinds {
-            let Some(ar) = kind_resource(&k) else {
-                continue;
-            };
-            let items = Api::<DynamicObject>::all_with(self.client.clone(), &ar)
-                .list(&ListParams::default())
-                .await
-                .map_err(api_err(format!("list {k}")))?
-                .items;
-            let by_name = items
-                .into_iter()
-                .map(|o| ((o.namespace().unwrap_or_default(), o.name_any()), o))
-                .collect();
-            objects.insert(k, by_name);
-        }
         let mut known: HashSet<String> = HashSet::new();
         for s in &list.items {
             let name = s.name_any();
             let result = match split_sync_name(&name) {
-                Some((node, _)) if !all_nodes.contains(node) => self.remove_orphan(s, &name, node).await,
-                _ => self.sync_one(s, &name, &objects),
+                Some((node, _)) if !all_nodes.contains(node) => self.orphan(s, &name, node).await,
+                _ => self.sync_one(s, &name).await,
             };
             if let Err(e) = result {
                 self.metrics.error();
@@ -269,12 +256,7 @@ impl SyncController {
         if edge.is_empty() {
             return Ok(());
         }
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let pods = pods
-            .list(&ListParams::default())
-            .await
-            .map_err(api_err("list pods"))?;
-        for p in &pods.items {
+        for p in c.pods.snapshot() {
             let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
                 continue;
             };
@@ -292,7 +274,7 @@ impl SyncController {
             let ns = p.namespace().unwrap_or_default();
             let rv = p.resource_version().unwrap_or_default();
             debug!(%node, pod = %format!("{ns}/{name}"), "pod without objectsync: insert sent");
-            let content = to_content(p, &name)?;
+            let content = to_content(&*p, &name)?;
             self.send(messages::object(
                 node,
                 op::INSERT,
@@ -306,9 +288,21 @@ impl SyncController {
         Ok(())
     }
 
-    /// The node of ObjectSync `name` was deleted from Kubernetes: its records go too (v1.2 kept
-    /// them forever).
-    async fn remove_orphan(&self, s: &DynamicObject, name: &str, node: &str) -> Result<()> {
+    /// The node of ObjectSync `s` is not in the node cache: if it is really gone (the cache has
+    /// caught up past the ObjectSync's own version, or a GET says 404), its records go too (v1.2
+    /// kept them forever).
+    async fn orphan(&self, s: &DynamicObject, name: &str, node: &str) -> Result<()> {
+        let own_rv = s.resource_version().unwrap_or_default();
+        if !self.caches.nodes.caught_up(&own_rv) {
+            let nodes: Api<Node> = Api::all(self.client.clone());
+            let found = nodes
+                .get_metadata_opt(node)
+                .await
+                .map_err(api_err(format!("get node {node}")))?;
+            if found.is_some() {
+                return Ok(()); // the cache is behind
+            }
+        }
         let ns = s.namespace().unwrap_or_default();
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &object_sync_resource());
         match api.delete(name, &DeleteParams::default()).await {
@@ -321,7 +315,7 @@ impl SyncController {
         }
     }
 
-    fn sync_one(&self, s: &DynamicObject, name: &str, objects: &Objects) -> Result<()> {
+    async fn sync_one(&self, s: &DynamicObject, name: &str) -> Result<()> {
         let Some((node, uid)) = split_sync_name(name) else {
             return Ok(());
         };
@@ -336,10 +330,22 @@ impl SyncController {
         };
         let (k, obj_name) = (str_at("spec", "objectKind"), str_at("spec", "objectName"));
         let recorded = str_at("status", "objectResourceVersion");
-        let Some(of_kind) = objects.get(&k) else {
-            return Ok(()); // a kind the synccontroller does not handle
+        let c = &self.caches;
+        let cached = match k.as_str() {
+            kind::POD => Cached::of(&c.pods, &ns, &obj_name, &recorded),
+            kind::CONFIGMAP => Cached::of(&c.configmaps, &ns, &obj_name, &recorded),
+            kind::SECRET => Cached::of(&c.secrets, &ns, &obj_name, &recorded),
+            kind::SERVICE => Cached::of(&c.services, &ns, &obj_name, &recorded),
+            kind::ENDPOINTS => Cached::of(&c.endpoints, &ns, &obj_name, &recorded),
+            _ => return Ok(()), // a kind the synccontroller does not handle
         };
-        match of_kind.get(&(ns.clone(), obj_name.clone())) {
+        let current = match cached {
+            Cached::NotReady | Cached::UpToDate => return Ok(()),
+            Cached::Found(o) => Some(o),
+            Cached::Gone => None,
+            Cached::Unsure => self.get_object(&k, &ns, &obj_name).await?,
+        };
+        match current {
             None => {
                 debug!(objectsync = %name, "object gone: delete sent");
                 let stub = messages::stub(&ns, &obj_name, uid);
@@ -353,11 +359,9 @@ impl SyncController {
                     stub,
                 ));
             }
-            Some(o) => {
-                let rv = o.resource_version().unwrap_or_default();
+            Some((rv, content)) => {
                 if is_newer(&rv, &recorded) {
                     debug!(objectsync = %name, %rv, %recorded, "object newer: update sent");
-                    let content = to_content(o, &obj_name)?;
                     self.send(messages::object(
                         node,
                         op::UPDATE,
@@ -371,6 +375,67 @@ impl SyncController {
             }
         }
         Ok(())
+    }
+
+    /// The object from the API server (the cache does not have it and may be behind):
+    /// `None` on 404.
+    async fn get_object(&self, k: &str, ns: &str, name: &str) -> Result<Option<(String, Value)>> {
+        let Some(ar) = kind_resource(k) else {
+            return Ok(None);
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+        let Some(mut o) = api
+            .get_opt(name)
+            .await
+            .map_err(api_err(format!("get {k} {ns}/{name}")))?
+        else {
+            return Ok(None);
+        };
+        o.types.get_or_insert_with(|| kube::api::TypeMeta {
+            api_version: ar.api_version.clone(),
+            kind: ar.kind.clone(),
+        });
+        let rv = o.resource_version().unwrap_or_default();
+        Ok(Some((rv, to_content(&o, name)?)))
+    }
+}
+
+/// What a cache says about an ObjectSync's object.
+enum Cached {
+    /// The cache has not been filled yet: judge nothing.
+    NotReady,
+    /// Present at the recorded version (or an older one).
+    UpToDate,
+    /// Present and newer than the recorded version: its resourceVersion and content.
+    Found((String, Value)),
+    /// Absent, and the cache has caught up past the recorded version: deleted.
+    Gone,
+    /// Absent, but the cache may be behind: ask the API server.
+    Unsure,
+}
+
+impl Cached {
+    fn of<K>(cache: &Cache<K>, ns: &str, name: &str, recorded: &str) -> Self
+    where
+        K: ResourceExt + Clone + serde::Serialize,
+    {
+        if !cache.is_ready() {
+            return Self::NotReady;
+        }
+        match cache.get(ns, name) {
+            Some(o) => {
+                let rv = o.resource_version().unwrap_or_default();
+                if !is_newer(&rv, recorded) {
+                    return Self::UpToDate;
+                }
+                match serde_json::to_value(&*o) {
+                    Ok(v) => Self::Found((rv, v)),
+                    Err(_) => Self::Unsure,
+                }
+            }
+            None if cache.caught_up(recorded) => Self::Gone,
+            None => Self::Unsure,
+        }
     }
 }
 
@@ -390,5 +455,35 @@ mod tests {
         assert_eq!(object_sync_resource().plural, "objectsyncs");
         assert!(kind_resource("pod").is_some());
         assert!(kind_resource("node").is_none());
+    }
+
+    fn cm(name: &str, rv: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+        let mut c = k8s_openapi::api::core::v1::ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.resource_version = Some(rv.into());
+        c
+    }
+
+    #[test]
+    fn absence_from_a_lagging_cache_is_not_a_delete() {
+        use kube::runtime::watcher::Event;
+        let cache = Cache::default();
+        assert!(matches!(Cached::of(&cache, "ns", "a", "5"), Cached::NotReady));
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitApply(cm("a", "5")));
+        cache.apply(&Event::InitApply(cm("b", "10")));
+        cache.apply(&Event::InitDone);
+        // Present at (or behind) the recorded version: nothing to do; newer: an update.
+        assert!(matches!(Cached::of(&cache, "ns", "a", "5"), Cached::UpToDate));
+        assert!(matches!(Cached::of(&cache, "ns", "a", "7"), Cached::UpToDate));
+        assert!(matches!(Cached::of(&cache, "ns", "a", "4"), Cached::Found((rv, _)) if rv == "5"));
+        // Absent, acked at a version the cache has passed: deleted.
+        assert!(matches!(Cached::of(&cache, "ns", "gone", "9"), Cached::Gone));
+        // Absent, acked at a version the cache has not reached (or not a number): ask the API.
+        assert!(matches!(Cached::of(&cache, "ns", "new", "11"), Cached::Unsure));
+        assert!(matches!(Cached::of(&cache, "ns", "new", ""), Cached::Unsure));
+        cache.apply(&Event::Apply(cm("c", "12")));
+        assert!(matches!(Cached::of(&cache, "ns", "new", "11"), Cached::Gone));
     }
 }

@@ -293,6 +293,21 @@ pub(crate) async fn metric(addr: &str, name: &str) -> Option<f64> {
     }
 }
 
+/// One sample of a labelled series, e.g. `controller_api_requests_total{controller="x",verb="list"}`
+/// (0 when the series is not there yet).
+pub(crate) async fn metric_series(addr: &str, series: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return 0.0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub(crate) async fn wait_metric(addr: &str, name: &str, pred: impl Fn(f64) -> bool, what: &str) -> f64 {
     eventually(Duration::from_secs(30), what, || async {
         metric(addr, name).await.filter(|v| pred(*v))

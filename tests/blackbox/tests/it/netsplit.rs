@@ -15,7 +15,7 @@ use ke_testkit::k8s::LocalK8s;
 use ke_testkit::netns::NetNs;
 use serde_json::Value;
 
-use crate::cluster::{Cluster, Edge, metric, wait_metric};
+use crate::cluster::{Cluster, Edge, metric, metric_series, wait_metric};
 
 const CONVERGE: Duration = Duration::from_secs(300);
 /// Pods in the working set; pod `p<i>` with `i < REF_PODS` mounts config map `cm-<i>`.
@@ -222,6 +222,20 @@ async fn edge_converges_after_a_netsplit_and_a_cloudcore_restart() {
     );
     // Slack: cloudhub's ack window (64), which an old session not yet known dead may resend
     // once more when the link comes back before the keepalive (30 s) drops it.
+    let mut by_verb = Vec::new();
+    for verb in ["list", "get", "delete"] {
+        let s = format!(r#"controller_api_requests_total{{controller="synccontroller",verb="{verb}"}}"#);
+        by_verb.push(format!("{verb} {}", metric_series(&cloud.metrics, &s).await));
+    }
+    let passes = metric_series(
+        &cloud.metrics,
+        r#"controller_events_handled_total{controller="synccontroller"}"#,
+    )
+    .await;
+    eprintln!(
+        "synccontroller API requests so far: {} in {passes} passes",
+        by_verb.join(", ")
+    );
     assert!(
         resent <= changed + 64.0,
         "{resent} messages after reconnect for {changed} changed objects (working set {}): a relist?",

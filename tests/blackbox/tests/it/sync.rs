@@ -6,7 +6,7 @@ use std::time::Duration;
 use ke_testkit::eventually;
 use ke_testkit::k8s::LocalK8s;
 
-use crate::cluster::{Cluster, wait_metric};
+use crate::cluster::{Cluster, metric_series, wait_metric};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -188,5 +188,90 @@ async fn objectsyncs_of_a_node_deleted_from_kubernetes_are_removed() {
     })
     .await;
 
+    let _ = k8s.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+#[tokio::test]
+async fn synccontroller_lists_only_objectsyncs() {
+    let Some(k8s) = LocalK8s::shared() else { return };
+    let id = std::process::id();
+    let (node, ns) = (format!("lists-edge-{id}"), format!("lists-{id}"));
+    let c = Cluster::new(&[&node]);
+    let cloud = c.cloud_with("", Some(&k8s.cloudcore_kubeconfig));
+    let edge = c.edge(&node, &cloud, false);
+    wait_metric(
+        &cloud.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "edge connected",
+    )
+    .await;
+    k8s.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  labels: {{node-role.kubernetes.io/edge: \"\"}}\n"
+    ));
+    // Objects of three kinds reach the edge: a pod, a service, then the config map the pod
+    // mounts (sent once a pod of the node references it).
+    let objects = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: svc, namespace: {ns}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 80}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: {ns}, labels: {{app: web}}}}\nspec:\n  nodeName: {node}\n  automountServiceAccountToken: false\n  containers: [{{name: c, image: nginx}}]\n  volumes: [{{name: v, configMap: {{name: cfg}}}}]\n"
+    );
+    eventually(T, "objects accepted", || {
+        let ok = k8s.try_apply(&objects).is_ok();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    eventually(T, "pod row at the edge", || {
+        let row = edge.meta(&format!("{ns}/pod/web"));
+        async move { row }
+    })
+    .await;
+    k8s.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: {ns}}}\ndata: {{a: b}}\n"
+    ));
+    eventually(T, "objectsyncs of a pod, a configmap and a service", || {
+        let out = k8s.kubectl_ok(&[
+            "get",
+            "objectsyncs.reliablesyncs.kubeedge.io",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.objectKind}{\"\\n\"}{end}",
+        ]);
+        let kinds: std::collections::BTreeSet<String> = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("{node}.")))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .collect();
+        let all = ["configmap", "pod", "service"].iter().all(|k| kinds.contains(*k));
+        async move { all.then_some(()) }
+    })
+    .await;
+
+    // Over several passes, the synccontroller's LISTs are its ObjectSync lists alone (one per
+    // pass; before the shared caches it also listed nodes, pods and every kind in use).
+    let passes = r#"controller_events_handled_total{controller="synccontroller"}"#;
+    let lists = r#"controller_api_requests_total{controller="synccontroller",verb="list"}"#;
+    let (p0, l0) = (
+        metric_series(&cloud.metrics, passes).await,
+        metric_series(&cloud.metrics, lists).await,
+    );
+    eventually(T, "three more synccontroller passes", || {
+        let addr = cloud.metrics.clone();
+        async move { (metric_series(&addr, passes).await >= p0 + 3.0).then_some(()) }
+    })
+    .await;
+    let (l1, p1) = (
+        metric_series(&cloud.metrics, lists).await,
+        metric_series(&cloud.metrics, passes).await,
+    );
+    println!("synccontroller: {} LISTs in {} passes", l1 - l0, p1 - p0);
+    assert!(
+        l1 - l0 <= p1 - p0 + 1.0,
+        "{} lists in {} passes",
+        l1 - l0,
+        p1 - p0
+    );
+    assert!(l1 >= 1.0, "the ObjectSync list is counted");
+
+    let _ = k8s.kubectl(&["delete", "node", &node, "--wait=false"]);
     let _ = k8s.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
