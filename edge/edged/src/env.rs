@@ -4,7 +4,13 @@
 //! ConfigMaps and Secrets are queried from metaManager (`<podNs>/configmap/<name>`,
 //! `<podNs>/secret/<name>`) when the container starts. `envFrom` comes first, `env` overrides it;
 //! a missing object or key fails the container start unless `optional: true`. `envFrom` keys that
-//! are not valid variable names are left out. Not done: `$(VAR)` expansion.
+//! are not valid variable names are left out.
+//!
+//! `$(VAR)` expansion ([`expand`]) as the kubelet does it: an `env[].value` may name `envFrom`
+//! variables and `env` entries defined before it; `command` and `args` ([`expand_command`]) may
+//! name any variable of the final environment. `$$` is a literal `$` (so `$$(VAR)` stays
+//! `$(VAR)`), references to unknown variables and incomplete ones (`$(VAR`) stay as written.
+//! `valueFrom` and `envFrom` values are never expanded.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -192,6 +198,55 @@ impl Objects<'_> {
     }
 }
 
+/// Expands `$(NAME)` references in `input` through `lookup`, as the kubelet does: `$$` is one
+/// literal `$`, an unknown name or an unclosed `$(` stays as written, any other `$` is literal.
+pub(crate) fn expand<'a>(input: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.split_once(')') {
+                Some((name, tail)) => {
+                    match lookup(name) {
+                        Some(v) => out.push_str(v),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = tail;
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = body;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn lookup<'a>(envs: &'a [api::KeyValue]) -> impl Fn(&str) -> Option<&'a str> {
+    |name| envs.iter().find(|kv| kv.key == name).map(|kv| kv.value.as_str())
+}
+
+/// Container `c`'s `command` and `args` with `$(VAR)` references to `envs` (its resolved
+/// environment) expanded.
+pub(crate) fn expand_command(c: &k8s::Container, envs: &[api::KeyValue]) -> (Vec<String>, Vec<String>) {
+    let all = |v: &Option<Vec<String>>| v.iter().flatten().map(|s| expand(s, lookup(envs))).collect();
+    (all(&c.command), all(&c.args))
+}
+
 fn set(out: &mut Vec<api::KeyValue>, key: String, value: String) {
     match out.iter_mut().find(|kv| kv.key == key) {
         Some(kv) => kv.value = value,
@@ -244,7 +299,8 @@ pub(crate) async fn resolve(
     }
     for e in c.env.iter().flatten() {
         let Some(from) = &e.value_from else {
-            set(&mut out, e.name.clone(), e.value.clone().unwrap_or_default());
+            let value = expand(e.value.as_deref().unwrap_or_default(), lookup(&out));
+            set(&mut out, e.name.clone(), value);
             continue;
         };
         let keyed = match (&from.config_map_key_ref, &from.secret_key_ref) {
@@ -352,6 +408,79 @@ mod tests {
         assert_eq!(r("requests.cpu", Some("1m")).as_deref(), Some("250"));
         assert_eq!(r("limits.cpu", None).as_deref(), Some("2"), "node capacity");
         assert_eq!(r("limits.gpu", None), None);
+    }
+
+    /// The kubelet's documented expansion cases (`third_party/forked/golang/expansion`).
+    #[test]
+    fn expansion_cases() {
+        let vars = BTreeMap::from([
+            ("VAR_A", "A"),
+            ("VAR_B", "B"),
+            ("VAR_C", "C"),
+            ("VAR_REF", "$(VAR_A)"),
+            ("VAR_EMPTY", ""),
+        ]);
+        let x = |s: &str| expand(s, |n| vars.get(n).copied());
+        let cases = [
+            ("$(VAR_A)", "A"),
+            ("___$(VAR_B)___", "___B___"),
+            ("$(VAR_A)-$(VAR_A)", "A-A"),
+            ("$(VAR_A)-1", "A-1"),
+            ("$(VAR_A)_$(VAR_B)_$(VAR_C)", "A_B_C"),
+            ("$$(VAR_B)_$(VAR_A)", "$(VAR_B)_A"),
+            ("$$(VAR_A)", "$(VAR_A)"),
+            ("$$$(VAR_A)", "$A"),
+            ("$$$$(VAR_A)", "$$(VAR_A)"),
+            ("$$$$$$(BIG_MONEY)", "$$$(BIG_MONEY)"),
+            ("$(VAR_DNE)", "$(VAR_DNE)"),
+            ("$$(VAR_DNE)", "$(VAR_DNE)"),
+            ("$(VAR_REF)", "$(VAR_A)"),
+            ("$(VAR_EMPTY)", ""),
+            ("$(VAR_A)$(VAR_B)", "AB"),
+            ("foo\\$(VAR_C)bar", "foo\\Cbar"),
+            ("$(VAR_A)$", "A$"),
+            ("$", "$"),
+            ("$$", "$"),
+            ("$(", "$("),
+            ("$()", "$()"),
+            ("$(VAR_A", "$(VAR_A"),
+            ("$$(VAR_A", "$(VAR_A"),
+            ("$VAR_A", "$VAR_A"),
+            ("f000-$$VAR_A", "f000-$VAR_A"),
+            ("$(VAR_A)$(", "A$("),
+            ("$(VAR_A)$(VAR_B", "A$(VAR_B"),
+            ("$(😄)", "$(😄)"),
+            ("ünïcode $(VAR_A) ✓", "ünïcode A ✓"),
+            ("no refs", "no refs"),
+            ("", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(x(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn env_and_command_expansion_order() {
+        // envFrom values and earlier entries are visible to a value; later ones are not.
+        let c: k8s::Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "command": ["$(SH)", "-c"],
+            "args": ["echo $(FIRST) $(SECOND) $$(FIRST) $(NOPE)"],
+        }))
+        .unwrap();
+        let mut out = vec![api::KeyValue {
+            key: "SH".into(),
+            value: "/bin/sh".into(),
+        }];
+        for (k, v) in [("FIRST", "1-$(SECOND)"), ("SECOND", "2-$(FIRST)-$(SH)")] {
+            let value = expand(v, lookup(&out));
+            set(&mut out, k.to_owned(), value);
+        }
+        assert_eq!(lookup(&out)("FIRST"), Some("1-$(SECOND)"));
+        assert_eq!(lookup(&out)("SECOND"), Some("2-1-$(SECOND)-/bin/sh"));
+        let (cmd, args) = expand_command(&c, &out);
+        assert_eq!(cmd, ["/bin/sh", "-c"]);
+        assert_eq!(args, ["echo 1-$(SECOND) 2-1-$(SECOND)-/bin/sh $(FIRST) $(NOPE)"]);
     }
 
     #[test]

@@ -38,14 +38,17 @@
 //!
 //! Supported so far: sandbox + containers with command, args, working dir, environment
 //! (`env.rs`: values, `valueFrom` configMap/secret keys — queried from metaManager like the
-//! volumes — pod fields and resource fields, `envFrom` with prefix), ports
+//! volumes — pod fields and resource fields, `envFrom` with prefix, `$(VAR)` expansion in env
+//! values, `command` and `args` as the kubelet does it), ports
 //! with `hostPort`, `hostNetwork`/`hostPID`/`hostIPC`, restart policies, spec-change restarts,
 //! liveness/readiness/startup probes (`exec`, `httpGet` over HTTP, `tcpSocket`; `probe.rs`): a
 //! failed liveness or startup probe stops the container and the restart policy takes over,
 //! readiness (and a pending startup probe) gates the container's `ready` and the pod's `Ready`.
 //! volumes (`volume.rs`): `configMap` and `secret` (queried from metaManager — `query`
 //! `<ns>/configmap/<name>` / `<ns>/secret/<name>` — when a container starts, written under
-//! `<rootDirectory>/pods/<uid>/volumes/` and bind-mounted read-only), `emptyDir`, `hostPath`; the
+//! `<rootDirectory>/pods/<uid>/volumes/` and bind-mounted read-only), `downwardAPI` (pod
+//! name/namespace/uid/labels/annotations and container resources with divisor, written and
+//! mounted the same way), `emptyDir`, `hostPath`; item `mode` and `defaultMode` are honoured; the
 //! pod directory goes with the pod.
 //! Resources (`resources.rs`): cpu/memory requests and limits become the container's CRI
 //! `LinuxContainerResources` (cpu shares, CFS quota/period, memory limit, `oom_score_adj`), the
@@ -57,9 +60,9 @@
 //! [`EdgedOptions::container_gc_period`]; images no container uses (never the sandbox image) are
 //! removed when the image filesystem passes [`EdgedOptions::image_gc_high_threshold`] %, down to
 //! [`EdgedOptions::image_gc_low_threshold`] %.
-//! Not yet: other volume types (CSI, projected, downwardAPI), updates of mounted
-//! configMaps/secrets while the container runs, `$(VAR)` expansion in env,
-//! device-plugin and GPU resources.
+//! Not yet: other volume types (CSI, projected), updates of mounted configMaps/secrets/downwardAPI
+//! files while the container runs (they are rewritten at each container start), service
+//! environment variables, device-plugin and GPU resources.
 //!
 //! Differences from v1.2:
 //! * CRI v1 to a remote runtime only; `runtimeType: docker` (dockershim) is refused by edgecore.

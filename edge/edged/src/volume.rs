@@ -1,6 +1,15 @@
 //! Pod volumes (`shared/spec/edged.md` §5): `configMap` and `secret` (contents queried from
-//! metaManager, written under the pod's directory and bind-mounted read-only), `emptyDir` and
-//! `hostPath`. Other volume types make the container fail to start with a clear error.
+//! metaManager, written under the pod's directory and bind-mounted read-only), `downwardAPI`
+//! (pod metadata and container resources, written the same way), `emptyDir` and `hostPath`.
+//! Other volume types make the container fail to start with a clear error.
+//!
+//! File modes: `items[].mode`, else the volume's `defaultMode`, else `0644`.
+//!
+//! `downwardAPI` items: `fieldRef` `metadata.name`, `metadata.namespace`, `metadata.uid`,
+//! `metadata.labels`, `metadata.annotations` (whole maps as sorted `key="value"` lines, values
+//! quoted like Go's `%q`) and single `metadata.labels['k']` / `metadata.annotations['k']`;
+//! `resourceFieldRef` (`containerName`, `resource`, `divisor`) like the env's. The files are
+//! written when a container starts (a label change reaches them at the next container start).
 //!
 //! Layout: `<rootDirectory>/pods/<uid>/volumes/kubernetes.io~<plugin>/<volume>`, as the kubelet.
 
@@ -44,8 +53,18 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A `downwardAPI` item names a field or resource that is not supported.
+    #[error("volume {volume}: downwardAPI item {path:?}: unsupported {what}")]
+    Downward {
+        /// The volume.
+        volume: String,
+        /// The item's path.
+        path: String,
+        /// What is not supported.
+        what: String,
+    },
     /// The volume type is not supported.
-    #[error("volume {0}: type not supported (configMap, secret, emptyDir, hostPath are)")]
+    #[error("volume {0}: type not supported (configMap, secret, downwardAPI, emptyDir, hostPath are)")]
     Unsupported(String),
     /// A container mounts a volume the pod does not have.
     #[error("volumeMount {0}: no such volume in the pod")]
@@ -100,13 +119,19 @@ pub(crate) async fn query<T: DeserializeOwned>(
     r.map(Some).map_err(|e| e.to_string())
 }
 
-/// Writes `files` (relative path → bytes) into `dir` with `mode`, replacing what was there.
-fn write_files(volume: &str, dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: u32) -> Result<()> {
+/// A file's mode from the API's optional `mode`/`defaultMode` (`0644` when unset or invalid).
+fn mode_of(mode: Option<i32>, default: u32) -> u32 {
+    mode.and_then(|m| u32::try_from(m).ok())
+        .map_or(default, |m| m & 0o777)
+}
+
+/// Writes `files` (relative path → (bytes, mode)) into `dir`, replacing what was there.
+fn write_files(volume: &str, dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io(volume, dir))?;
     }
     std::fs::create_dir_all(dir).map_err(io(volume, dir))?;
-    for (rel, bytes) in files {
+    for (rel, (bytes, mode)) in files {
         if rel.split('/').any(|c| c == ".." || c.is_empty()) {
             continue; // never outside the volume
         }
@@ -115,20 +140,120 @@ fn write_files(volume: &str, dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode
             std::fs::create_dir_all(parent).map_err(io(volume, parent))?;
         }
         std::fs::write(&path, bytes).map_err(io(volume, &path))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io(volume, &path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).map_err(io(volume, &path))?;
     }
     Ok(())
 }
 
-/// Applies `items` (key → path) to the object's data; without items every key is a file.
-fn project(data: BTreeMap<String, Vec<u8>>, items: Option<&[k8s::KeyToPath]>) -> BTreeMap<String, Vec<u8>> {
+/// Applies `items` (key → path, mode) to the object's data; without items every key is a file
+/// with `default_mode`.
+fn project(
+    data: BTreeMap<String, Vec<u8>>,
+    items: Option<&[k8s::KeyToPath]>,
+    default_mode: u32,
+) -> BTreeMap<String, (Vec<u8>, u32)> {
     match items {
         Some(items) if !items.is_empty() => items
             .iter()
-            .filter_map(|i| data.get(&i.key).map(|b| (i.path.clone(), b.clone())))
+            .filter_map(|i| {
+                let b = data.get(&i.key)?;
+                Some((i.path.clone(), (b.clone(), mode_of(i.mode, default_mode))))
+            })
             .collect(),
-        _ => data,
+        _ => data.into_iter().map(|(k, b)| (k, (b, default_mode))).collect(),
     }
+}
+
+/// A map as the kubelet writes it into a downwardAPI file: sorted `key="value"` lines, the value
+/// quoted like Go's `%q`, no trailing newline.
+fn format_map(m: Option<&BTreeMap<String, String>>) -> String {
+    m.into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `s` in double quotes with Go's `%q` escapes (printable Unicode kept as is).
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The files of a `downwardAPI` volume (path → (contents, mode)).
+fn downward_files(
+    volume: &str,
+    pod: &k8s::Pod,
+    src: &k8s::DownwardAPIVolumeSource,
+    d: &crate::env::Downward<'_>,
+) -> Result<BTreeMap<String, (Vec<u8>, u32)>> {
+    let default_mode = mode_of(src.default_mode, 0o644);
+    let unsupported = |path: &str, what: String| Error::Downward {
+        volume: volume.to_owned(),
+        path: path.to_owned(),
+        what,
+    };
+    let mut out = BTreeMap::new();
+    for item in src.items.iter().flatten() {
+        let value = if let Some(f) = &item.field_ref {
+            let m = &pod.metadata;
+            match f.field_path.as_str() {
+                "metadata.labels" => format_map(m.labels.as_ref()),
+                "metadata.annotations" => format_map(m.annotations.as_ref()),
+                p if p.starts_with("metadata.") => crate::env::field_value(pod, p, d)
+                    .ok_or_else(|| unsupported(&item.path, format!("fieldPath {p:?}")))?,
+                p => return Err(unsupported(&item.path, format!("fieldPath {p:?}"))),
+            }
+        } else if let Some(r) = &item.resource_field_ref {
+            let c = crate::pod::containers(pod)
+                .iter()
+                .find(|c| Some(&c.name) == r.container_name.as_ref())
+                .ok_or_else(|| unsupported(&item.path, format!("containerName {:?}", r.container_name)))?;
+            crate::env::resource_value(c, r, d)
+                .ok_or_else(|| unsupported(&item.path, format!("resource {:?}", r.resource)))?
+        } else {
+            return Err(unsupported(
+                &item.path,
+                "item without fieldRef or resourceFieldRef".to_owned(),
+            ));
+        };
+        out.insert(
+            item.path.clone(),
+            (value.into_bytes(), mode_of(item.mode, default_mode)),
+        );
+    }
+    Ok(out)
+}
+
+/// Whether a pod's `downwardAPI` volumes read container resources (what an unset limit means
+/// there is the node's capacity).
+pub(crate) fn wants_resources(pod: &k8s::Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.downward_api.as_ref())
+        .flat_map(|da| da.items.iter().flatten())
+        .any(|i| i.resource_field_ref.is_some())
 }
 
 /// Sets up every volume of the pod; returns volume name → host path.
@@ -136,6 +261,7 @@ pub(crate) async fn prepare(
     hive: &Beehive,
     root: &Path,
     pod: &k8s::Pod,
+    d: &crate::env::Downward<'_>,
     timeout: Duration,
 ) -> Result<BTreeMap<String, PathBuf>> {
     let id = PodId::of(pod);
@@ -185,8 +311,8 @@ pub(crate) async fn prepare(
                     });
                 }
             };
-            let mode = u32::try_from(cm.default_mode.unwrap_or(0o644)).unwrap_or(0o644);
-            write_files(name, &dir, &project(data, cm.items.as_deref()), mode)?;
+            let mode = mode_of(cm.default_mode, 0o644);
+            write_files(name, &dir, &project(data, cm.items.as_deref(), mode))?;
             dir
         } else if let Some(sec) = &v.secret {
             let dir = base.join("kubernetes.io~secret").join(name);
@@ -225,8 +351,12 @@ pub(crate) async fn prepare(
                     });
                 }
             };
-            let mode = u32::try_from(sec.default_mode.unwrap_or(0o644)).unwrap_or(0o644);
-            write_files(name, &dir, &project(data, sec.items.as_deref()), mode)?;
+            let mode = mode_of(sec.default_mode, 0o644);
+            write_files(name, &dir, &project(data, sec.items.as_deref(), mode))?;
+            dir
+        } else if let Some(da) = &v.downward_api {
+            let dir = base.join("kubernetes.io~downward-api").join(name);
+            write_files(name, &dir, &downward_files(name, pod, da, d)?)?;
             dir
         } else if v.empty_dir.is_some() {
             let dir = base.join("kubernetes.io~empty-dir").join(name);
@@ -258,7 +388,7 @@ pub(crate) fn mounts(
             .as_ref()
             .and_then(|s| s.volumes.as_deref())
             .and_then(|vs| vs.iter().find(|v| v.name == name))
-            .is_some_and(|v| v.config_map.is_some() || v.secret.is_some())
+            .is_some_and(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some())
     };
     c.volume_mounts
         .iter()
@@ -287,17 +417,85 @@ mod tests {
     fn files_and_items() {
         let dir = tempfile::tempdir().unwrap();
         let data = BTreeMap::from([("a".to_owned(), b"1".to_vec()), ("b".to_owned(), b"2".to_vec())]);
-        let items: Vec<k8s::KeyToPath> =
-            serde_json::from_value(serde_json::json!([{"key": "b", "path": "sub/bee"}])).unwrap();
+        let items: Vec<k8s::KeyToPath> = serde_json::from_value(
+            serde_json::json!([{"key": "b", "path": "sub/bee"}, {"key": "a", "path": "ay", "mode": 0o400}]),
+        )
+        .unwrap();
         let v = dir.path().join("v");
-        write_files("v", &v, &project(data.clone(), Some(&items)), 0o600).unwrap();
+        let mode = |p: &str| std::fs::metadata(v.join(p)).unwrap().permissions().mode() & 0o777;
+        write_files("v", &v, &project(data.clone(), Some(&items), 0o600)).unwrap();
         assert_eq!(std::fs::read(v.join("sub/bee")).unwrap(), b"2");
+        assert_eq!((mode("sub/bee"), mode("ay")), (0o600, 0o400));
         assert!(!v.join("a").exists());
-        write_files("v", &v, &project(data, None), 0o644).unwrap();
+        write_files("v", &v, &project(data, None, 0o644)).unwrap();
         assert_eq!(std::fs::read(v.join("a")).unwrap(), b"1");
+        assert_eq!(mode("a"), 0o644);
         assert!(!v.join("sub").exists(), "old files replaced");
-        let escape = BTreeMap::from([("../x".to_owned(), b"no".to_vec())]);
-        write_files("v", &v, &escape, 0o644).unwrap();
+        let escape = BTreeMap::from([("../x".to_owned(), (b"no".to_vec(), 0o644))]);
+        write_files("v", &v, &escape).unwrap();
         assert!(!dir.path().join("x").exists());
+    }
+
+    #[test]
+    fn go_quoting() {
+        assert_eq!(go_quote("plain"), r#""plain""#);
+        assert_eq!(go_quote("a\"b\\c\nd\te"), r#""a\"b\\c\nd\te""#);
+        assert_eq!(go_quote("\u{1b}x\u{7f}"), r#""\x1bx\x7f""#);
+        assert_eq!(go_quote("héllo ✓"), r#""héllo ✓""#);
+    }
+
+    #[test]
+    fn downward_api_files() {
+        let pod: k8s::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u-1",
+                "labels": {"zone": "b", "app": "web"}, "annotations": {"note": "say \"hi\""}},
+            "spec": {"containers": [{"name": "c",
+                "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}}}],
+            "volumes": [{"name": "info", "downwardAPI": {"defaultMode": 0o640, "items": [
+                {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}},
+                {"path": "uid", "fieldRef": {"fieldPath": "metadata.uid"}, "mode": 0o400},
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+                {"path": "app", "fieldRef": {"fieldPath": "metadata.labels['app']"}},
+                {"path": "mem", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}},
+                {"path": "cpu", "resourceFieldRef": {"containerName": "c", "resource": "requests.cpu", "divisor": "1m"}}
+            ]}}]}
+        }))
+        .unwrap();
+        let d = crate::env::Downward {
+            node_milli_cpu: 2000,
+            node_memory: 1 << 30,
+            ..Default::default()
+        };
+        assert!(wants_resources(&pod));
+        let src = pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0]
+            .downward_api
+            .clone()
+            .unwrap();
+        let files = downward_files("info", &pod, &src, &d).unwrap();
+        let get = |p: &str| {
+            let (b, m) = &files[p];
+            (String::from_utf8(b.clone()).unwrap(), *m)
+        };
+        assert_eq!(get("name"), ("p".into(), 0o640));
+        assert_eq!(get("ns"), ("ns".into(), 0o640));
+        assert_eq!(get("uid"), ("u-1".into(), 0o400));
+        assert_eq!(get("labels").0, "app=\"web\"\nzone=\"b\"");
+        assert_eq!(get("annotations").0, r#"note="say \"hi\"""#);
+        assert_eq!(get("app").0, "web");
+        assert_eq!(get("mem").0, "64");
+        assert_eq!(get("cpu").0, "250");
+
+        let bad = |item: serde_json::Value| {
+            let src: k8s::DownwardAPIVolumeSource =
+                serde_json::from_value(serde_json::json!({"items": [item]})).unwrap();
+            downward_files("info", &pod, &src, &d).unwrap_err().to_string()
+        };
+        assert!(
+            bad(serde_json::json!({"path": "x", "fieldRef": {"fieldPath": "status.podIP"}}))
+                .contains("status.podIP")
+        );
+        assert!(bad(serde_json::json!({"path": "x", "resourceFieldRef": {"containerName": "nope", "resource": "limits.cpu"}})).contains("nope"));
     }
 }

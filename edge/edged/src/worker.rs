@@ -819,15 +819,12 @@ async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u
         ))
     })?;
     let sb_cfg = pod::sandbox_config(&env.ctx, pod, sb.attempt);
-    let vols = crate::volume::prepare(&env.hive, &env.root, pod, env.report_timeout).await?;
-    let mut cfg = pod::container_config(&env.ctx, pod, spec, attempt);
-    cfg.mounts = crate::volume::mounts(pod, spec, &vols)?;
     let pod_ip = if pod::host_network(pod) {
         env.ctx.node_ip.as_str()
     } else {
         sb.ip.as_str()
     };
-    let (node_milli_cpu, node_memory) = node_capacity(spec);
+    let (node_milli_cpu, node_memory) = node_capacity(pod, spec);
     let downward = crate::env::Downward {
         pod_ip,
         host_ip: &env.ctx.node_ip,
@@ -835,7 +832,11 @@ async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u
         node_milli_cpu,
         node_memory,
     };
+    let vols = crate::volume::prepare(&env.hive, &env.root, pod, &downward, env.report_timeout).await?;
+    let mut cfg = pod::container_config(&env.ctx, pod, spec, attempt);
+    cfg.mounts = crate::volume::mounts(pod, spec, &vols)?;
     cfg.envs = crate::env::resolve(&env.hive, pod, spec, &downward, env.report_timeout).await?;
+    (cfg.command, cfg.args) = crate::env::expand_command(spec, &cfg.envs);
     let cid = env.cri.create_container(&sb.id, cfg, sb_cfg).await?;
     if let Err(e) = env.cri.start_container(&cid).await {
         let _ = env.cri.remove_container(&cid).await;
@@ -844,14 +845,14 @@ async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u
     Ok(cid)
 }
 
-/// (milli-CPU, memory bytes) of the node, read only when `c` has a `resourceFieldRef` (what an
-/// unset limit means there).
-fn node_capacity(c: &k8s::Container) -> (i64, i64) {
+/// (milli-CPU, memory bytes) of the node, read only when `c` or a downwardAPI volume of `pod` has
+/// a `resourceFieldRef` (what an unset limit means there).
+fn node_capacity(pod: &k8s::Pod, c: &k8s::Container) -> (i64, i64) {
     let wanted = c.env.iter().flatten().any(|e| {
         e.value_from
             .as_ref()
             .is_some_and(|f| f.resource_field_ref.is_some())
-    });
+    }) || crate::volume::wants_resources(pod);
     if !wanted {
         return (0, 0);
     }

@@ -890,6 +890,121 @@ async fn env_value_from_and_env_from() {
     edge.stop().await;
 }
 
+/// `$(VAR)` expansion in `command`, `args` and `env` values (earlier entries and `envFrom`
+/// values; `$$(VAR)` escapes; unknown references stay) and a read-only `downwardAPI` volume with
+/// pod metadata and container resources, seen from inside a busybox container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn var_expansion_and_downward_api_volume() {
+    let node = node_name("dapi");
+    let _cleanup = Cleanup { node: node.clone() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut edge = Edge::start(dir.path(), &node);
+    edge.cloud_sends(
+        op::INSERT,
+        "default/configmap/dapicfg",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dapicfg", "namespace": "default"},
+               "data": {"color": "blue"}}),
+    )
+    .await;
+    let uid = uuid::Uuid::new_v4().to_string();
+    let mut p = pod("dapipod", &uid, "Always", "");
+    p["metadata"]["labels"] = json!({"app": "web", "tier": "edge"});
+    p["metadata"]["annotations"] = json!({"note": "say \"hi\""});
+    p["spec"]["volumes"] = json!([{"name": "podinfo", "downwardAPI": {"defaultMode": 0o644, "items": [
+        {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+        {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}},
+        {"path": "uid", "fieldRef": {"fieldPath": "metadata.uid"}, "mode": 0o400},
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+        {"path": "res/mem", "resourceFieldRef": {"containerName": "main", "resource": "limits.memory", "divisor": "1Mi"}},
+        {"path": "res/cpu", "resourceFieldRef": {"containerName": "main", "resource": "requests.cpu", "divisor": "1m"}}
+    ]}}]);
+    let c = &mut p["spec"]["containers"][0];
+    c["resources"] = json!({"limits": {"memory": "32Mi"}, "requests": {"cpu": "250m"}});
+    c["volumeMounts"] = json!([{"name": "podinfo", "mountPath": "/etc/podinfo"}]);
+    c["envFrom"] = json!([{"configMapRef": {"name": "dapicfg"}}]);
+    c["env"] = json!([
+        {"name": "SHELL_PATH", "value": "/bin/sh"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "GREETING", "value": "hi-$(POD_NAME)-$(color)"},
+        {"name": "ESCAPED", "value": "$$(POD_NAME)"},
+        {"name": "UNKNOWN", "value": "$(NOPE)-$(LATER)"},
+        {"name": "LATER", "value": "late"}
+    ]);
+    c["command"] = json!(["$(SHELL_PATH)", "-c"]);
+    c["args"] = json!(["echo '$(GREETING)|$$(GREETING)|$(NOPE)|$(LATER)' > /tmp/args; exec sleep 3600"]);
+    edge.cloud_sends(op::INSERT, "default/pod/dapipod", p.clone())
+        .await;
+    let s = edge.status_until("dapipod", |s| phase(s) == "Running").await;
+    let cid = s["Status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let sh = |script: &str| {
+        let (cid, script) = (cid.clone(), script.to_owned());
+        async move {
+            let r = cri()
+                .exec_sync(&cid, &["/bin/sh", "-c", &script], Duration::from_secs(10))
+                .await
+                .unwrap();
+            (r.exit_code, String::from_utf8_lossy(&r.stdout).into_owned())
+        }
+    };
+    // The file exists only once the shell ran; the exec may come before that.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let args = loop {
+        let (code, out) = sh("cat /tmp/args").await;
+        if code == 0 {
+            break out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "container never wrote /tmp/args"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(args, "hi-dapipod-blue|$(GREETING)|$(NOPE)|late\n");
+    let (_, out) = sh("env").await;
+    let env: HashMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+    for (k, v) in [
+        ("GREETING", "hi-dapipod-blue"),
+        ("ESCAPED", "$(POD_NAME)"),
+        ("UNKNOWN", "$(NOPE)-$(LATER)"),
+    ] {
+        assert_eq!(env.get(k).copied(), Some(v), "{k} in {out}");
+    }
+
+    let (_, out) = sh(
+        "cd /etc/podinfo && for f in name namespace uid labels annotations res/mem res/cpu; \
+         do cat $f; echo; done; stat -L -c %a name uid",
+    )
+    .await;
+    assert_eq!(
+        out,
+        format!(
+            "dapipod\ndefault\n{uid}\napp=\"web\"\ntier=\"edge\"\nnote=\"say \\\"hi\\\"\"\n32\n250\n644\n400\n"
+        )
+    );
+    let (code, _) = sh("echo x > /etc/podinfo/new").await;
+    assert_ne!(code, 0, "downwardAPI volume must be read-only");
+    assert!(
+        dir.path()
+            .join("edged/pods")
+            .join(&uid)
+            .join("volumes/kubernetes.io~downward-api/podinfo/labels")
+            .exists()
+    );
+
+    edge.cloud_sends(op::DELETE, "default/pod/dapipod", p).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(node_containers(&node).await.is_empty() && node_sandboxes(&node).await.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "pod not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.stop().await;
+}
+
 /// Container GC keeps `maximumDeadContainersPerPod` dead containers per pod and container (the
 /// newest), removes the older ones, and leaves running containers alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
