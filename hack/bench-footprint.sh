@@ -12,5 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -p footprintbench -p cloudcore -p edgecore
-exec "$target/release/footprintbench" "$@"
+cargo build --release -p footprintbench -p cloudcore
+# edgecore as shipped to edges: the size-optimised `edge` profile (Cargo.toml)
+cargo build --profile edge -p edgecore
+exec "$target/release/footprintbench" --edgecore "$target/edge/edgecore" "$@"

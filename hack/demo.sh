@@ -71,8 +71,9 @@ phase "Kubernetes control plane (first run builds it from Debian's source packag
 
 "$ROOT/hack/ensure-toolchain.sh"
 
-phase "build cloudcore, edgecore, keadm (release)"
-cargo build --release --locked --bins 2>&1 | tail -1
+phase "build cloudcore, keadm (release) and edgecore (size-optimised 'edge' profile)"
+cargo build --release --locked -p cloudcore -p keadm 2>&1 | tail -1
+cargo build --profile edge --locked -p edgecore 2>&1 | tail -1
 
 phase "the edge's network namespace $NETNS ($EDGE_IP, linked to the host at $HOST_IP)"
 if ! ip netns list | grep -qw "$NETNS"; then
@@ -96,7 +97,8 @@ echo "${TOKEN:0:24}... (valid 24 h)"
 
 phase "keadm join (in $NETNS): certificates fetched with the token, edgecore.yaml, edgecore"
 in_edge "$BIN/keadm" join --cloudcore-ipport "$HOST_IP:$WS_PORT" --certport "$HTTPS_PORT" --token "$TOKEN" \
-  --edgenode-name "$NODE" --mqtt-port "$MQTT_PORT" "${EDGE_DIRS[@]}" --mode background
+  --edgenode-name "$NODE" --mqtt-port "$MQTT_PORT" "${EDGE_DIRS[@]}" --mode background \
+  --binary "$CARGO_TARGET_DIR/edge/edgecore"
 
 phase "wait for node $NODE to be Ready"
 for _ in $(seq 120); do

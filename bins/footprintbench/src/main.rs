@@ -46,6 +46,10 @@ struct Args {
     /// Container command of each pod.
     #[arg(long, default_value = "sleep 3600")]
     command: String,
+    /// The edgecore binary measured (default: next to this bench; `hack/bench-footprint.sh` passes
+    /// the size-optimised `target/edge/edgecore`).
+    #[arg(long)]
+    edgecore: Option<PathBuf>,
 }
 
 const NODE: &str = "footprint-bench";
@@ -388,11 +392,9 @@ async fn run(args: &Args, dir: &Path, cri: &CriClient) -> anyhow::Result<()> {
         &dir.join("cloudcore.yaml"),
         &dir.join("cloudcore.log"),
     )?;
-    let edge = spawn(
-        &bin("edgecore"),
-        &dir.join("edgecore.yaml"),
-        &dir.join("edgecore.log"),
-    )?;
+    let edgecore = args.edgecore.clone().unwrap_or_else(|| bin("edgecore"));
+    println!("edgecore: {}", edgecore.display());
+    let edge = spawn(&edgecore, &dir.join("edgecore.yaml"), &dir.join("edgecore.log"))?;
     let pid = edge.0.id();
     let tck = clk_tck();
     let t0 = Instant::now();
