@@ -98,10 +98,11 @@ fn desired(d: &Device) -> Vec<(&str, Option<&TwinProperty>)> {
 
 /// `status.twins` with the reported values of an edge `update` applied; `None` if nothing changes.
 pub fn apply_report(twins: &[Twin], update: &TwinUpdate) -> Option<Vec<Twin>> {
+    let reports = update.twin.as_ref()?;
     let mut out = twins.to_vec();
     let mut changed = false;
     for t in &mut out {
-        let Some(Some(m)) = update.twin.get(&t.property_name) else {
+        let Some(Some(m)) = reports.get(&t.property_name) else {
             continue;
         };
         let Some(actual) = &m.actual else { continue };

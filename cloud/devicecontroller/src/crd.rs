@@ -519,7 +519,7 @@ impl Device {
     }
 
     /// `metadata.resourceVersion` as a number (0 if absent): the twin's cloud version.
-    pub fn version(&self) -> u64 {
+    pub fn version(&self) -> i64 {
         self.metadata
             .resource_version
             .as_deref()

@@ -17,6 +17,9 @@
 //! * `response` `"OK"` with the edge message's id as parent — confirms `twin/edge_updated` and
 //!   `state` messages so the edge's twin stops re-sending them.
 //!
+//! The payloads are [`ke_core::twin`]'s types, the same ones the edge's devicetwin uses (v1.2's cloud
+//! and edge Go structs carried the same JSON tags), re-exported from [`messages`].
+//!
 //! Consumes the edge messages cloudcore routes here (source `twin`, spec message.md §8):
 //! `update` `node/<node>/device/<id>/twin/edge_updated` (reported values → JSON merge-patch of
 //! `status.twins[].reported`), `get` `node/<node>/membership/detail`, `update`

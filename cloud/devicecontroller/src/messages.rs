@@ -1,5 +1,8 @@
-//! The v1.2 message shapes devicecontroller exchanges with the edge's device twin
+//! The v1.2 messages devicecontroller exchanges with the edge's device twin
 //! (`shared/spec/edgecontroller-devicecontroller.md` §5, `shared/spec/mqtt.md`). Pure builders.
+//!
+//! The payload types are [`ke_core::twin`]'s (re-exported here), the very ones the edge's
+//! devicetwin uses: v1.2's cloud and edge Go structs carried the same JSON tags.
 
 use std::collections::BTreeMap;
 
@@ -7,133 +10,28 @@ use ke_core::Message;
 use ke_core::message::now_millis;
 use ke_core::names::{group, module, op};
 use ke_core::resource::add_node_prefix;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
+
+pub use ke_core::twin::{
+    BaseMessage, MembershipDetail, MembershipUpdate, MsgDevice, MsgTwin, TwinUpdate, TwinValue, TwinVersion,
+    TypeMetadata, ValueMetadata,
+};
 
 use crate::crd::{Device, Twin};
 
-/// A value with its metadata (`expected` / `actual`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TwinValue {
-    /// The value.
-    #[serde(default)]
-    pub value: Option<String>,
-    /// `{"timestamp": ms}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<ValueMetadata>,
-}
-
-/// Metadata of a twin value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ValueMetadata {
-    /// Milliseconds since the epoch.
-    #[serde(default)]
-    pub timestamp: i64,
-}
-
-/// Twin type metadata (`{"type": "string"}`; `"deleted"` removes the twin).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TypeMetadata {
-    /// The type.
-    #[serde(default, rename = "type")]
-    pub kind: String,
-}
-
-/// Version vector of one side.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Version {
-    /// Cloud version.
-    #[serde(default)]
-    pub cloud: u64,
-    /// Edge version.
-    #[serde(default)]
-    pub edge: u64,
-}
-
-/// One twin in a message.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MsgTwin {
-    /// Desired value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected: Option<TwinValue>,
-    /// Reported value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actual: Option<TwinValue>,
-    /// Whether the twin may be deleted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub optional: Option<bool>,
-    /// Value type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<TypeMetadata>,
-    /// Version of the desired value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_version: Option<Version>,
-    /// Version of the reported value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actual_version: Option<Version>,
-}
-
-/// A device in membership messages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MsgDevice {
-    /// Device name.
-    pub id: String,
-    /// Device name.
-    pub name: String,
-    /// The Device's `description` label.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    /// Twins.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub twin: BTreeMap<String, MsgTwin>,
-}
-
-/// `membership` update.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MembershipUpdate {
-    /// Fresh UUID.
-    pub event_id: String,
-    /// Milliseconds.
-    pub timestamp: i64,
-    /// Devices bound to the node.
-    pub added_devices: Option<Vec<MsgDevice>>,
-    /// Devices unbound from the node.
-    pub removed_devices: Option<Vec<MsgDevice>>,
-}
-
-/// `membership/detail` answer: every device of the node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MembershipDetail {
-    /// Fresh UUID.
-    pub event_id: String,
-    /// Milliseconds.
-    pub timestamp: i64,
-    /// The devices.
-    pub devices: Vec<MsgDevice>,
-}
-
-/// `twin/cloud_updated` to the edge, and `twin/edge_updated` from it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TwinUpdate {
-    /// Event id.
-    #[serde(default)]
-    pub event_id: String,
-    /// Milliseconds.
-    #[serde(default)]
-    pub timestamp: i64,
-    /// Twins by name.
-    #[serde(default)]
-    pub twin: BTreeMap<String, Option<MsgTwin>>,
-}
-
-fn event_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+/// A fresh event id (UUID v4) stamped `timestamp`.
+fn base(timestamp: i64) -> BaseMessage {
+    BaseMessage {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        timestamp,
+    }
 }
 
 /// The message twin of one `status.twins[]` entry, as v1.2 builds it: expected = desired value
 /// stamped now, never optional, type from the desired metadata (`string` by default), expected
 /// version `{cloud: <device RV>, edge: 0}`.
-pub fn msg_twin(t: &Twin, version: u64, now: i64) -> MsgTwin {
+pub fn msg_twin(t: &Twin, version: i64, now: i64) -> MsgTwin {
     let desired = t.desired.as_ref();
     let kind = desired
         .and_then(|d| d.metadata.get("type"))
@@ -147,7 +45,7 @@ pub fn msg_twin(t: &Twin, version: u64, now: i64) -> MsgTwin {
         }),
         optional: Some(false),
         metadata: Some(TypeMetadata { kind }),
-        expected_version: Some(Version {
+        expected_version: Some(TwinVersion {
             cloud: version,
             edge: 0,
         }),
@@ -166,8 +64,9 @@ pub fn msg_device(d: &Device, now: i64) -> MsgDevice {
         twin: d
             .twins()
             .iter()
-            .map(|t| (t.property_name.clone(), msg_twin(t, version, now)))
+            .map(|t| (t.property_name.clone(), Some(msg_twin(t, version, now))))
             .collect(),
+        ..MsgDevice::default()
     }
 }
 
@@ -188,8 +87,7 @@ fn json<T: Serialize>(v: &T) -> Value {
 /// `update` `node/<node>/membership`: devices added to (or removed from) `node`.
 pub fn membership(node: &str, added: Vec<MsgDevice>, removed: Vec<MsgDevice>) -> Message {
     let m = MembershipUpdate {
-        event_id: event_id(),
-        timestamp: now_millis(),
+        base: base(now_millis()),
         added_devices: (!added.is_empty()).then_some(added),
         removed_devices: (!removed.is_empty()).then_some(removed),
     };
@@ -214,9 +112,8 @@ pub fn cloud_updated(node: &str, old: &Device, new: &Device) -> Message {
     }
     let name = new.metadata.name.clone().unwrap_or_default();
     let u = TwinUpdate {
-        event_id: event_id(),
-        timestamp: now,
-        twin,
+        base: base(now),
+        twin: Some(twin),
     };
     to_edge(
         node,
@@ -229,8 +126,7 @@ pub fn cloud_updated(node: &str, old: &Device, new: &Device) -> Message {
 /// The answer to the edge's `membership/detail` request: all of the node's devices.
 pub fn detail_reply(request: &Message, devices: Vec<MsgDevice>) -> Message {
     let d = MembershipDetail {
-        event_id: event_id(),
-        timestamp: now_millis(),
+        base: base(now_millis()),
         devices,
     };
     Message::new(

@@ -5,6 +5,8 @@
 //!   plus constructors for responses, acks and errors.
 //! * [`resource`]: resource strings (`<ns>/<type>/<name>` at the edge, `node/<node>/…` in the cloud).
 //! * [`names`]: module, group and operation names. They travel on the wire, so they are KubeEdge's.
+//! * [`twin`]: the device-twin JSON payloads (membership, twin update/result/delta/document,
+//!   device state) shared by the edge's devicetwin, the cloud's devicecontroller and the mappers.
 //!
 //! Facts come from `shared/spec/message.md`; start reading at [`Message`].
 #![warn(missing_docs)]
@@ -12,5 +14,6 @@
 pub mod message;
 pub mod names;
 pub mod resource;
+pub mod twin;
 
 pub use message::{DecodeError, MAX_MESSAGE_BYTES, Message, MessageHeader, MessageRoute};

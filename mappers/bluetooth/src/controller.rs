@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mapper_sdk::twin::{self, TwinResult, TwinUpdate};
+use mapper_sdk::twin::{self, TwinResult};
 use mapper_sdk::{DeviceProfile, Incoming, MqttClient};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -383,7 +383,7 @@ impl State {
                 .get(&step.property)
                 .cloned()
                 .unwrap_or_else(|| "string".into());
-            let update = TwinUpdate::actual(&step.property, &step.expected, &data_type);
+            let update = twin::actual_update(&step.property, &step.expected, &data_type);
             self.publish(&twin::twin_update_topic(&self.target.id), &update)
                 .await;
             tracing::info!(property = %step.property, value = %step.expected, "twin converged");

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::mqtt::{Incoming, MqttClient};
 use crate::profile::{DeviceBinding, DeviceProfile, PropertyBinding};
 use crate::twin::{
-    DeviceState, StateUpdate, TwinDelta, TwinResult, TwinUpdate, device_id_of, now_ms, state_update_topic,
-    twin_get_topic, twin_update_topic,
+    DeviceState, TwinDelta, TwinResult, actual_update, device_id_of, now_ms, state_update,
+    state_update_topic, twin_get_topic, twin_update_topic,
 };
 
 /// Why a read or write failed; decides online/offline.
@@ -220,11 +220,7 @@ impl<P: DeviceProtocol> Driver<P> {
             if new == DeviceState::Offline {
                 self.reported.retain(|(dev, _), _| dev != id);
             }
-            let msg = StateUpdate {
-                event_id: String::new(),
-                timestamp: now_ms(),
-                state: new.as_str().to_owned(),
-            };
+            let msg = state_update(new);
             self.publish(&state_update_topic(id), &msg).await;
         }
     }
@@ -234,7 +230,7 @@ impl<P: DeviceProtocol> Driver<P> {
         if self.reported.get(&key) == Some(&v) {
             return;
         }
-        let msg = TwinUpdate::actual(name, &v, &prop.property.data_type);
+        let msg = actual_update(name, &v, &prop.property.data_type);
         self.publish(&twin_update_topic(&dev.id), &msg).await;
         self.reported.insert(key, v);
     }

@@ -1,17 +1,18 @@
 //! Twin and device-state payloads and topics of the edge's MQTT interface (spec: mqtt.md §4–5).
+//!
+//! The payload types are [`ke_core::twin`]'s, shared with the edge's devicetwin (re-exported here):
+//! a mapper parses what the edge publishes with the edge's own types, leniently (absent fields take
+//! their defaults), and emits what the edge accepts. What only mappers need — topics, the combined
+//! result/error reply, the actual-value report — lives here.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// Milliseconds since the Unix epoch (the `timestamp` of every payload).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use ke_core::message::now_millis as now_ms;
+pub use ke_core::twin::{
+    BaseMessage, MsgTwin, StateUpdate, TwinDelta, TwinUpdate, TwinValue, TypeMetadata, ValueMetadata,
+};
 
 /// `$hw/events/device/<id>/twin/update` — a mapper reports actual values here.
 pub fn twin_update_topic(id: &str) -> String {
@@ -39,117 +40,51 @@ pub fn device_id_of(topic: &str) -> Option<&str> {
     }
 }
 
-/// `ValueMetadata`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ValueMetadata {
-    /// Edge storage time (ms).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<i64>,
-}
-
-/// `TwinValue`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TwinValue {
-    /// The value text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// Its metadata.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<ValueMetadata>,
-}
-
-/// `TypeMetadata`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TypeMetadata {
-    /// `int`, `float`, `boolean`, `string`, `deleted`.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-}
-
-/// `MsgTwin` (versions are ignored by mappers and not modelled).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MsgTwin {
-    /// Desired value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected: Option<TwinValue>,
-    /// Reported value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actual: Option<TwinValue>,
-    /// Whether the twin may be deleted from the edge side.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub optional: Option<bool>,
-    /// Value type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<TypeMetadata>,
-}
-
-impl MsgTwin {
-    /// The expected value, if any (empty counts as none).
-    pub fn expected_value(&self) -> Option<&str> {
-        self.expected
-            .as_ref()
-            .and_then(|v| v.value.as_deref())
-            .filter(|v| !v.is_empty())
-    }
-    /// The actual value, if any (empty counts as none).
-    pub fn actual_value(&self) -> Option<&str> {
-        self.actual
-            .as_ref()
-            .and_then(|v| v.value.as_deref())
-            .filter(|v| !v.is_empty())
-    }
-}
-
-/// `DeviceTwinUpdate`: what a mapper publishes on `twin/update`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TwinUpdate {
-    /// Event id (mappers send `""`).
-    #[serde(default)]
-    pub event_id: String,
-    /// ms.
-    #[serde(default)]
-    pub timestamp: i64,
-    /// Twins by name; `None` deletes an optional twin.
-    #[serde(default)]
-    pub twin: BTreeMap<String, Option<MsgTwin>>,
-}
-
-impl TwinUpdate {
-    /// An update reporting `value` as the actual value of `name`, typed `data_type` (the model's
-    /// `dataType`; the edge uses the type only when it creates the twin).
-    ///
-    /// v1.2 bug fixed: the Node.js mapper spelled the type key `tyep`.
-    pub fn actual(name: &str, value: &str, data_type: &str) -> Self {
-        let ts = now_ms();
-        let twin = MsgTwin {
-            actual: Some(TwinValue {
-                value: Some(value.to_owned()),
-                metadata: Some(ValueMetadata { timestamp: Some(ts) }),
-            }),
-            metadata: Some(TypeMetadata {
-                kind: Some(if data_type.is_empty() { "string" } else { data_type }.to_owned()),
-            }),
-            ..MsgTwin::default()
-        };
-        Self {
+/// An update reporting `value` as the actual value of `name`, typed `data_type` (the model's
+/// `dataType`, `string` when empty; the edge uses the type only when it creates the twin).
+///
+/// v1.2 bug fixed: the Node.js mapper spelled the type key `tyep`.
+pub fn actual_update(name: &str, value: &str, data_type: &str) -> TwinUpdate {
+    let ts = now_ms();
+    let twin = MsgTwin {
+        actual: Some(TwinValue {
+            value: Some(value.to_owned()),
+            metadata: Some(ValueMetadata { timestamp: ts }),
+        }),
+        metadata: Some(TypeMetadata {
+            kind: if data_type.is_empty() { "string" } else { data_type }.to_owned(),
+        }),
+        ..MsgTwin::default()
+    };
+    TwinUpdate {
+        base: BaseMessage {
             event_id: String::new(),
             timestamp: ts,
-            twin: BTreeMap::from([(name.to_owned(), Some(twin))]),
-        }
+        },
+        twin: Some(BTreeMap::from([(name.to_owned(), Some(twin))])),
     }
 }
 
-/// `DeviceTwinResult` (`twin/get/result`, `twin/update/result`) or an error Result (`code`, `reason`).
+/// A `state/update` request (mappers send an empty event id).
+pub fn state_update(state: DeviceState) -> StateUpdate {
+    StateUpdate {
+        base: BaseMessage {
+            event_id: String::new(),
+            timestamp: now_ms(),
+        },
+        state: state.as_str().to_owned(),
+    }
+}
+
+/// `DeviceTwinResult` (`twin/get/result`, `twin/update/result`) or an error Result (`code`,
+/// `reason`): one lenient shape for both, since a mapper cannot tell them apart by topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TwinResult {
-    /// Echoed event id.
-    #[serde(default)]
-    pub event_id: String,
-    /// ms.
-    #[serde(default)]
-    pub timestamp: i64,
-    /// Twins by name (`null` entries are deleted twins).
-    #[serde(default)]
+    /// Echoed event id and the edge's time.
+    #[serde(flatten)]
+    pub base: BaseMessage,
+    /// Twins by name (`null` entries are deleted twins; a `null` map reads as empty).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub twin: BTreeMap<String, Option<MsgTwin>>,
     /// Error code (400/404/500), absent on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,32 +94,10 @@ pub struct TwinResult {
     pub reason: Option<String>,
 }
 
-/// `DeviceTwinDelta` (`twin/update/delta`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TwinDelta {
-    /// Fresh event id.
-    #[serde(default)]
-    pub event_id: String,
-    /// ms.
-    #[serde(default)]
-    pub timestamp: i64,
-    /// Every twin with an expected value.
-    #[serde(default)]
-    pub twin: BTreeMap<String, Option<MsgTwin>>,
-    /// Name -> expected value for the twins whose expected differs from actual.
-    #[serde(default)]
-    pub delta: BTreeMap<String, String>,
-}
-
-/// `state/update` request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateUpdate {
-    /// Event id.
-    pub event_id: String,
-    /// ms.
-    pub timestamp: i64,
-    /// `online`, `offline` or `unknown`.
-    pub state: String,
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Option<MsgTwin>>, D::Error> {
+    Option::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// Device state a mapper reports.
@@ -213,9 +126,9 @@ mod tests {
 
     #[test]
     fn update_shape_matches_the_edge() {
-        let mut u = TwinUpdate::actual("temperature", "25", "int");
-        u.timestamp = 1;
-        if let Some(Some(t)) = u.twin.get_mut("temperature") {
+        let mut u = actual_update("temperature", "25", "int");
+        u.base.timestamp = 1;
+        if let Some(Some(t)) = u.twin.as_mut().unwrap().get_mut("temperature") {
             t.actual.as_mut().unwrap().metadata = None;
         }
         assert_eq!(
@@ -233,6 +146,8 @@ mod tests {
         let r: TwinResult = serde_json::from_str(r#"{"event_id":"g","timestamp":1,"twin":{"a":{"expected":{"value":"1"},"optional":true},"gone":null}}"#).unwrap();
         assert_eq!(r.twin["a"].as_ref().unwrap().expected_value(), Some("1"));
         assert!(r.twin["gone"].is_none());
+        let r: TwinResult = serde_json::from_str(r#"{"event_id":"g","timestamp":1,"twin":null}"#).unwrap();
+        assert!(r.twin.is_empty());
     }
 
     #[test]

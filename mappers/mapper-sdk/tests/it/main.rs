@@ -98,7 +98,7 @@ async fn mqtt_client_talks_to_the_embedded_broker() {
     client
         .publish_json(
             &twin::twin_update_topic("d1"),
-            &twin::TwinUpdate::actual("p", "1", "int"),
+            &twin::actual_update("p", "1", "int"),
         )
         .await
         .unwrap();
