@@ -12,11 +12,12 @@
 //! | `insert`/`update` `<ns>/pod/<name>` (Pod JSON) | start or update the pod's worker; a `deletionTimestamp` kills the pod and reports `Succeeded` |
 //! | `delete` `<ns>/pod/<name>` | kill the pod, forget it |
 //! | `response` `<ns>/pod` (array of Pods) | add pods not known yet |
+//! | `insert`/`update` `<ns>/configmap/<name>`, `<ns>/secret/<name>` | refresh the volumes of running pods that mount it (the content itself is queried again from metaManager) |
 //!
 //! | emits (group `meta`, source `edged`) | when |
 //! |---|---|
 //! | `query` `<registerNodeNamespace>/pod` (sync, to metaManager) | once at start: the stored pods are the pods to run |
-//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume or env source starts; image pull secrets when its image must be pulled |
+//! | `query` `<podNs>/configmap/<name>`, `<podNs>/secret/<name>` (sync, to metaManager) | when a container with such a volume or env source starts; when a mounted one changes and every [`EdgedOptions::volume_resync_period`] for running pods' volumes; image pull secrets when its image must be pulled |
 //! | `update` `<ns>/podstatus/<name>` `{UID, Name, Status}` (sync, to metaManager) | whenever a pod's computed status changes |
 //! | `insert` `<registerNodeNamespace>/nodestatus/<node>` (sync, **to `websocket`**) | every `nodeStatusUpdateFrequency` until the cloud answers `"OK"`: a `v1.Node` with only `status` |
 //! | `update` `<registerNodeNamespace>/nodestatus/<node>` `{UID, Status, ExtendResources}` (sync, to metaManager) | every `nodeStatusUpdateFrequency` once registered |
@@ -49,7 +50,13 @@
 //! `<rootDirectory>/pods/<uid>/volumes/` and bind-mounted read-only), `downwardAPI` (pod
 //! name/namespace/uid/labels/annotations and container resources with divisor, written and
 //! mounted the same way), `emptyDir`, `hostPath`; item `mode` and `defaultMode` are honoured; the
-//! pod directory goes with the pod.
+//! pod directory goes with the pod. configMap/secret/downwardAPI volumes of running pods are kept
+//! current as the kubelet keeps them: rewritten when a ConfigMap/Secret they read is inserted or
+//! updated, when the pod's update arrives (labels/annotations), and every
+//! [`EdgedOptions::volume_resync_period`] (1 min) otherwise; written atomically (a new
+//! `..<timestamp>` directory, the `..data` symlink swapped by one `rename`, each key a symlink
+//! through `..data`), so a reader sees the old set or the new one, never a mix; removed keys
+//! disappear. `subPath` mounts are not updated (as the kubelet's).
 //! Resources (`resources.rs`): cpu/memory requests and limits become the container's CRI
 //! `LinuxContainerResources` (cpu shares, CFS quota/period, memory limit, `oom_score_adj`), the
 //! pod's `qosClass` is computed by the kubelet rules and picks its cgroup
@@ -60,9 +67,8 @@
 //! [`EdgedOptions::container_gc_period`]; images no container uses (never the sandbox image) are
 //! removed when the image filesystem passes [`EdgedOptions::image_gc_high_threshold`] %, down to
 //! [`EdgedOptions::image_gc_low_threshold`] %.
-//! Not yet: other volume types (CSI, projected), updates of mounted configMaps/secrets/downwardAPI
-//! files while the container runs (they are rewritten at each container start), service
-//! environment variables, device-plugin and GPU resources.
+//! Not yet: other volume types (CSI, projected), service environment variables, device-plugin
+//! and GPU resources.
 //!
 //! Differences from v1.2:
 //! * CRI v1 to a remote runtime only; `runtimeType: docker` (dockershim) is refused by edgecore.

@@ -89,6 +89,7 @@ impl Module for Edged {
             report_timeout: o.report_timeout,
             pods: PodTable::default(),
             root: o.root_directory.clone(),
+            volume_resync: o.volume_resync_period,
         };
         if let Some(addr) = &o.read_only_address {
             match http::serve(addr, env.pods.clone(), cancel.clone()).await {
@@ -206,6 +207,18 @@ impl Pods {
             tracing::debug!(message = %msg, "not a resource edged knows");
             return;
         };
+        if matches!(res.kind, "configmap" | "secret") && !res.name.is_empty() {
+            // Every worker checks whether its pod mounts the object; a full inbox skips the
+            // pod until its periodic volume resync.
+            for w in self.workers.values() {
+                let _ = w.tx.try_send(Event::ObjectChanged {
+                    namespace: res.namespace.to_string(),
+                    kind: res.kind.to_string(),
+                    name: res.name.to_string(),
+                });
+            }
+            return;
+        }
         if res.kind != "pod" {
             tracing::debug!(message = %msg, "ignored (edged handles pods only so far)");
             return;

@@ -61,6 +61,10 @@ pub struct EdgedOptions {
     pub image_gc_low_threshold: u8,
     /// Images seen for less than this are not collected (v1.2: 60 s).
     pub image_gc_min_age: Duration,
+    /// How often running pods' configMap/secret/downwardAPI volumes are rewritten from their
+    /// sources, besides right after a ConfigMap/Secret/pod update arrives (kubelet: its 1 min
+    /// sync period). Extension: not a YAML key.
+    pub volume_resync_period: Duration,
 }
 
 impl Default for EdgedOptions {
@@ -91,6 +95,7 @@ impl Default for EdgedOptions {
             image_gc_high_threshold: 80,
             image_gc_low_threshold: 40,
             image_gc_min_age: Duration::from_secs(60),
+            volume_resync_period: Duration::from_secs(60),
         }
     }
 }

@@ -8,8 +8,10 @@
 //! `downwardAPI` items: `fieldRef` `metadata.name`, `metadata.namespace`, `metadata.uid`,
 //! `metadata.labels`, `metadata.annotations` (whole maps as sorted `key="value"` lines, values
 //! quoted like Go's `%q`) and single `metadata.labels['k']` / `metadata.annotations['k']`;
-//! `resourceFieldRef` (`containerName`, `resource`, `divisor`) like the env's. The files are
-//! written when a container starts (a label change reaches them at the next container start).
+//! `resourceFieldRef` (`containerName`, `resource`, `divisor`) like the env's.
+//!
+//! Files are written when a container starts and rewritten in running pods by [`refresh`]
+//! (ConfigMap/Secret update, pod update, periodic resync), atomically: see `write_files`.
 //!
 //! Layout: `<rootDirectory>/pods/<uid>/volumes/kubernetes.io~<plugin>/<volume>`, as the kubelet.
 
@@ -125,22 +127,114 @@ fn mode_of(mode: Option<i32>, default: u32) -> u32 {
         .map_or(default, |m| m & 0o777)
 }
 
-/// Writes `files` (relative path → (bytes, mode)) into `dir`, replacing what was there.
-fn write_files(volume: &str, dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io(volume, dir))?;
+/// The symlink naming the current data directory of an atomically written volume.
+const DATA: &str = "..data";
+
+/// Whether `rel` is a path edged writes: relative, no `..`/empty component, not hidden behind
+/// the `..`-prefixed names the atomic layout uses.
+fn valid_rel(rel: &str) -> bool {
+    !rel.starts_with("..") && !rel.split('/').any(|c| c == ".." || c.is_empty())
+}
+
+/// Whether `dir/..data` already holds exactly `files` (bytes and modes).
+fn unchanged(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> bool {
+    let data = dir.join(DATA);
+    if std::fs::symlink_metadata(&data).is_err() {
+        return false;
     }
+    let same = files.iter().all(|(rel, (bytes, mode))| {
+        let p = data.join(rel);
+        std::fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o777 == *mode)
+            && std::fs::read(&p).is_ok_and(|b| b == *bytes)
+    });
+    fn count(p: &Path) -> usize {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    count(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+    same && count(&data) == files.len()
+}
+
+/// Writes `files` (relative path → (bytes, mode)) into `dir` atomically, as the kubelet's
+/// atomic writer does: the files go into a fresh `..<timestamp>` directory, the `..data`
+/// symlink is swapped to it with one `rename`, and each top-level name is a symlink
+/// `name → ..data/name`. A reader therefore sees the old set or the new one, never a mix; keys
+/// gone from the source disappear; `dir` itself (what containers bind-mount) stays the same
+/// inode. Nothing is touched when the contents are unchanged.
+fn write_files(volume: &str, dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<()> {
+    let files: BTreeMap<String, (Vec<u8>, u32)> = files
+        .iter()
+        .filter(|(rel, _)| valid_rel(rel))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     std::fs::create_dir_all(dir).map_err(io(volume, dir))?;
-    for (rel, (bytes, mode)) in files {
-        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
-            continue; // never outside the volume
-        }
-        let path = dir.join(rel);
+    if unchanged(dir, &files) {
+        return Ok(());
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ts_name = format!("..{}.{:09}", stamp.as_secs(), stamp.subsec_nanos());
+    let ts = dir.join(&ts_name);
+    if ts.exists() {
+        std::fs::remove_dir_all(&ts).map_err(io(volume, &ts))?;
+    }
+    std::fs::create_dir(&ts).map_err(io(volume, &ts))?;
+    for (rel, (bytes, mode)) in &files {
+        let path = ts.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(volume, parent))?;
         }
         std::fs::write(&path, bytes).map_err(io(volume, &path))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).map_err(io(volume, &path))?;
+    }
+    // The swap: one rename of a symlink over `..data`.
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&ts_name, &tmp).map_err(io(volume, &tmp))?;
+    let data = dir.join(DATA);
+    std::fs::rename(&tmp, &data).map_err(io(volume, &data))?;
+    // User-visible names: a symlink per top-level component.
+    let tops: std::collections::BTreeSet<&str> =
+        files.keys().filter_map(|rel| rel.split('/').next()).collect();
+    for top in &tops {
+        let link = dir.join(top);
+        let target = Path::new(DATA).join(top);
+        if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+            continue;
+        }
+        let tmp = dir.join(format!("..{top}_tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp).map_err(io(volume, &tmp))?;
+        if std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&link).map_err(io(volume, &link))?;
+        }
+        std::fs::rename(&tmp, &link).map_err(io(volume, &link))?;
+    }
+    // What is no longer there: old keys, old data directories, files of the pre-atomic layout.
+    for e in std::fs::read_dir(dir).map_err(io(volume, dir))?.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let keep = name == DATA || name == ts_name.as_str() || tops.contains(name.as_ref());
+        if keep {
+            continue;
+        }
+        let path = e.path();
+        let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        r.map_err(io(volume, &path))?;
     }
     Ok(())
 }
@@ -256,6 +350,165 @@ pub(crate) fn wants_resources(pod: &k8s::Pod) -> bool {
         .any(|i| i.resource_field_ref.is_some())
 }
 
+/// Writes the files of `v` when it is a `configMap`, `secret` or `downwardAPI` volume (the
+/// types whose contents come from elsewhere and are kept current); returns its directory, or
+/// `None` for other types.
+async fn write_sourced(
+    hive: &Beehive,
+    base: &Path,
+    pod: &k8s::Pod,
+    v: &k8s::Volume,
+    d: &crate::env::Downward<'_>,
+    timeout: Duration,
+) -> Result<Option<PathBuf>> {
+    let id = PodId::of(pod);
+    let name = v.name.as_str();
+    let path = if let Some(cm) = &v.config_map {
+        let dir = base.join("kubernetes.io~configmap").join(name);
+        let cm_name = cm.name.clone();
+        let obj: Option<k8s::ConfigMap> = query(hive, &id.namespace, "configmap", &cm_name, timeout)
+            .await
+            .map_err(|reason| Error::Source {
+                volume: name.to_owned(),
+                what: "configmap",
+                name: cm_name.clone(),
+                reason,
+            })?;
+        let data = match obj {
+            Some(o) => {
+                let mut d: BTreeMap<String, Vec<u8>> = o
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect();
+                d.extend(
+                    o.binary_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0)),
+                );
+                d
+            }
+            None if cm.optional == Some(true) => BTreeMap::new(),
+            None => {
+                return Err(Error::Source {
+                    volume: name.to_owned(),
+                    what: "configmap",
+                    name: cm_name,
+                    reason: "not found".to_owned(),
+                });
+            }
+        };
+        let mode = mode_of(cm.default_mode, 0o644);
+        write_files(name, &dir, &project(data, cm.items.as_deref(), mode))?;
+        dir
+    } else if let Some(sec) = &v.secret {
+        let dir = base.join("kubernetes.io~secret").join(name);
+        let sec_name = sec.secret_name.clone().unwrap_or_default();
+        let obj: Option<k8s::Secret> = query(hive, &id.namespace, "secret", &sec_name, timeout)
+            .await
+            .map_err(|reason| Error::Source {
+                volume: name.to_owned(),
+                what: "secret",
+                name: sec_name.clone(),
+                reason,
+            })?;
+        let data = match obj {
+            Some(o) => {
+                let mut d: BTreeMap<String, Vec<u8>> = o
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                d.extend(
+                    o.string_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes())),
+                );
+                d
+            }
+            None if sec.optional == Some(true) => BTreeMap::new(),
+            None => {
+                return Err(Error::Source {
+                    volume: name.to_owned(),
+                    what: "secret",
+                    name: sec_name,
+                    reason: "not found".to_owned(),
+                });
+            }
+        };
+        let mode = mode_of(sec.default_mode, 0o644);
+        write_files(name, &dir, &project(data, sec.items.as_deref(), mode))?;
+        dir
+    } else if let Some(da) = &v.downward_api {
+        let dir = base.join("kubernetes.io~downward-api").join(name);
+        write_files(name, &dir, &downward_files(name, pod, da, d)?)?;
+        dir
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(path))
+}
+
+/// The directory of the pod's volumes.
+fn volumes_dir(root: &Path, pod: &k8s::Pod) -> PathBuf {
+    pod_dir(root, &PodId::of(pod).uid).join("volumes")
+}
+
+/// Rewrites the pod's `configMap`, `secret` and `downwardAPI` volumes from their current
+/// sources (atomically, and only what changed). Does nothing when the pod's volumes were never
+/// set up. A source that cannot be read leaves that volume as it was.
+pub(crate) async fn refresh(
+    hive: &Beehive,
+    root: &Path,
+    pod: &k8s::Pod,
+    d: &crate::env::Downward<'_>,
+    timeout: Duration,
+) -> Result<()> {
+    let base = volumes_dir(root, pod);
+    if !base.exists() {
+        return Ok(());
+    }
+    let vols = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    let mut first = Ok(());
+    for v in vols {
+        if let Err(e) = write_sourced(hive, &base, pod, v, d, timeout).await
+            && first.is_ok()
+        {
+            first = Err(e);
+        }
+    }
+    first
+}
+
+/// Whether the pod has a `configMap` (`kind` `configmap`) or `secret` volume reading object
+/// `<ns>/<kind>/<name>`.
+pub(crate) fn mounts_object(pod: &k8s::Pod, ns: &str, kind: &str, name: &str) -> bool {
+    if PodId::of(pod).namespace != ns {
+        return false;
+    }
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .into_iter()
+        .flatten()
+        .any(|v| match kind {
+            "configmap" => v.config_map.as_ref().is_some_and(|c| c.name == name),
+            "secret" => v
+                .secret
+                .as_ref()
+                .is_some_and(|s| s.secret_name.as_deref() == Some(name)),
+            _ => false,
+        })
+}
+
 /// Sets up every volume of the pod; returns volume name → host path.
 pub(crate) async fn prepare(
     hive: &Beehive,
@@ -264,99 +517,16 @@ pub(crate) async fn prepare(
     d: &crate::env::Downward<'_>,
     timeout: Duration,
 ) -> Result<BTreeMap<String, PathBuf>> {
-    let id = PodId::of(pod);
     let vols = pod
         .spec
         .as_ref()
         .and_then(|s| s.volumes.as_deref())
         .unwrap_or_default();
-    let base = pod_dir(root, &id.uid).join("volumes");
+    let base = volumes_dir(root, pod);
     let mut out = BTreeMap::new();
     for v in vols {
         let name = v.name.as_str();
-        let path = if let Some(cm) = &v.config_map {
-            let dir = base.join("kubernetes.io~configmap").join(name);
-            let cm_name = cm.name.clone();
-            let obj: Option<k8s::ConfigMap> = query(hive, &id.namespace, "configmap", &cm_name, timeout)
-                .await
-                .map_err(|reason| Error::Source {
-                    volume: name.to_owned(),
-                    what: "configmap",
-                    name: cm_name.clone(),
-                    reason,
-                })?;
-            let data = match obj {
-                Some(o) => {
-                    let mut d: BTreeMap<String, Vec<u8>> = o
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    d.extend(
-                        o.binary_data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.0)),
-                    );
-                    d
-                }
-                None if cm.optional == Some(true) => BTreeMap::new(),
-                None => {
-                    return Err(Error::Source {
-                        volume: name.to_owned(),
-                        what: "configmap",
-                        name: cm_name,
-                        reason: "not found".to_owned(),
-                    });
-                }
-            };
-            let mode = mode_of(cm.default_mode, 0o644);
-            write_files(name, &dir, &project(data, cm.items.as_deref(), mode))?;
-            dir
-        } else if let Some(sec) = &v.secret {
-            let dir = base.join("kubernetes.io~secret").join(name);
-            let sec_name = sec.secret_name.clone().unwrap_or_default();
-            let obj: Option<k8s::Secret> = query(hive, &id.namespace, "secret", &sec_name, timeout)
-                .await
-                .map_err(|reason| Error::Source {
-                    volume: name.to_owned(),
-                    what: "secret",
-                    name: sec_name.clone(),
-                    reason,
-                })?;
-            let data = match obj {
-                Some(o) => {
-                    let mut d: BTreeMap<String, Vec<u8>> = o
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect();
-                    d.extend(
-                        o.string_data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.into_bytes())),
-                    );
-                    d
-                }
-                None if sec.optional == Some(true) => BTreeMap::new(),
-                None => {
-                    return Err(Error::Source {
-                        volume: name.to_owned(),
-                        what: "secret",
-                        name: sec_name,
-                        reason: "not found".to_owned(),
-                    });
-                }
-            };
-            let mode = mode_of(sec.default_mode, 0o644);
-            write_files(name, &dir, &project(data, sec.items.as_deref(), mode))?;
-            dir
-        } else if let Some(da) = &v.downward_api {
-            let dir = base.join("kubernetes.io~downward-api").join(name);
-            write_files(name, &dir, &downward_files(name, pod, da, d)?)?;
+        let path = if let Some(dir) = write_sourced(hive, &base, pod, v, d, timeout).await? {
             dir
         } else if v.empty_dir.is_some() {
             let dir = base.join("kubernetes.io~empty-dir").join(name);
@@ -431,6 +601,51 @@ mod tests {
         assert_eq!(std::fs::read(v.join("a")).unwrap(), b"1");
         assert_eq!(mode("a"), 0o644);
         assert!(!v.join("sub").exists(), "old files replaced");
+        // The atomic layout: `..data` → one timestamped directory, keys link through it, the
+        // volume directory itself (what containers mount) keeps its inode.
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(&v).unwrap().ino();
+        let data = std::fs::read_link(v.join("..data")).unwrap();
+        assert_eq!(std::fs::read_link(v.join("a")).unwrap(), Path::new("..data/a"));
+        let names = || {
+            let mut n: Vec<String> = std::fs::read_dir(&v)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(), [data.to_str().unwrap(), "..data", "a", "b"]);
+        write_files(
+            "v",
+            &v,
+            &project(
+                BTreeMap::from([("a".to_owned(), b"1".to_vec()), ("b".to_owned(), b"2".to_vec())]),
+                None,
+                0o644,
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_link(v.join("..data")).unwrap(),
+            data,
+            "unchanged: not rewritten"
+        );
+        write_files(
+            "v",
+            &v,
+            &project(BTreeMap::from([("a".to_owned(), b"new".to_vec())]), None, 0o644),
+        )
+        .unwrap();
+        let data2 = std::fs::read_link(v.join("..data")).unwrap();
+        assert_ne!(data2, data);
+        assert_eq!(
+            names(),
+            [data2.to_str().unwrap(), "..data", "a"],
+            "b and the old data dir gone"
+        );
+        assert_eq!(std::fs::read(v.join("a")).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&v).unwrap().ino(), ino);
         let escape = BTreeMap::from([("../x".to_owned(), (b"no".to_vec(), 0o644))]);
         write_files("v", &v, &escape).unwrap();
         assert!(!dir.path().join("x").exists());

@@ -126,6 +126,13 @@ pub(crate) enum Event {
     Failed { what: Failure, error: String },
     /// Everything of the pod is gone.
     Killed,
+    /// ConfigMap or Secret `<namespace>/<kind>/<name>` changed: refresh the volumes reading it.
+    /// Handled by the worker loop, never by [`step`].
+    ObjectChanged {
+        namespace: String,
+        kind: String,
+        name: String,
+    },
     /// The status report did not reach metaManager: send it again next time.
     ReportFailed,
     /// A probe ran against container instance `container_id`.
@@ -543,6 +550,8 @@ pub(crate) struct WorkerEnv {
     pub(crate) pods: crate::http::PodTable,
     /// edged's root directory (pod volumes).
     pub(crate) root: std::path::PathBuf,
+    /// How often configMap/secret/downwardAPI volumes are rewritten from their sources.
+    pub(crate) volume_resync: Duration,
 }
 
 /// Runs one pod until it is forgotten or `cancel` fires (shutdown leaves its containers running).
@@ -558,6 +567,9 @@ pub(crate) async fn run(
     let mut queue: VecDeque<Event> = VecDeque::from([Event::Changed]);
     let mut ticker = tokio::time::interval(env.relist);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let resync_every = env.volume_resync.max(Duration::from_millis(100));
+    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + resync_every, resync_every);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let ev = match queue.pop_front() {
             Some(ev) => ev,
@@ -565,17 +577,37 @@ pub(crate) async fn run(
                 () = cancel.cancelled() => return,
                 ev = inbox.recv() => match ev { Some(ev) => ev, None => Event::Delete },
                 _ = ticker.tick() => Event::Tick,
+                _ = resync.tick() => {
+                    Box::pin(refresh_volumes(&env, &state.pod)).await;
+                    continue;
+                }
             },
         };
         if cancel.is_cancelled() {
             return;
         }
+        if let Event::ObjectChanged {
+            namespace,
+            kind,
+            name,
+        } = &ev
+        {
+            if crate::volume::mounts_object(&state.pod, namespace, kind, name) {
+                Box::pin(refresh_volumes(&env, &state.pod)).await;
+            }
+            continue;
+        }
+        // Labels and annotations reach downwardAPI volumes as soon as the pod update arrives.
+        let spec_changed = matches!(ev, Event::Spec(_));
         let now = Now {
             mono: Instant::now(),
             wall: wall_now(),
         };
         let (next, effects) = step(state, ev, &env.ctx, now);
         state = next;
+        if spec_changed && !pod::is_deleting(&state.pod) {
+            Box::pin(refresh_volumes(&env, &state.pod)).await;
+        }
         for eff in effects {
             if eff == Effect::Exit {
                 tracing::info!(pod = %id.key(), "pod forgotten");
@@ -843,6 +875,24 @@ async fn start_container(env: &WorkerEnv, pod: &k8s::Pod, name: &str, attempt: u
         return Err(e.into());
     }
     Ok(cid)
+}
+
+/// Rewrites the pod's configMap/secret/downwardAPI volumes from their current sources (only
+/// once they were set up by a container start); a failure keeps the old contents.
+async fn refresh_volumes(env: &WorkerEnv, pod: &k8s::Pod) {
+    let (node_milli_cpu, node_memory) = pod::containers(pod)
+        .first()
+        .map_or((0, 0), |c| node_capacity(pod, c));
+    let downward = crate::env::Downward {
+        pod_ip: "",
+        host_ip: &env.ctx.node_ip,
+        node_name: &env.ctx.node_name,
+        node_milli_cpu,
+        node_memory,
+    };
+    if let Err(e) = crate::volume::refresh(&env.hive, &env.root, pod, &downward, env.report_timeout).await {
+        tracing::warn!(pod = %PodId::of(pod).key(), %e, "volume not refreshed; old contents kept");
+    }
 }
 
 /// (milli-CPU, memory bytes) of the node, read only when `c` or a downwardAPI volume of `pod` has
