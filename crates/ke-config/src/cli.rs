@@ -116,6 +116,20 @@ impl ConfigFlags {
         self.resolve_to(&mut lock)
     }
 
+    /// [`Self::resolve`] for a binary's `main`: the configuration to run with, or the exit code to
+    /// return at once (success after `--minconfig`/`--defaultconfig`, failure after printing the
+    /// error to stderr).
+    pub fn resolve_or_exit<C: DaemonConfig>(&self) -> std::result::Result<C, std::process::ExitCode> {
+        match self.resolve::<C>() {
+            Ok(Startup::Run(c)) => Ok(c),
+            Ok(Startup::Exit) => Err(std::process::ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("{e}");
+                Err(std::process::ExitCode::FAILURE)
+            }
+        }
+    }
+
     /// [`Self::resolve`] writing any printed configuration to `out`.
     pub fn resolve_to<C: DaemonConfig, W: Write>(&self, out: &mut W) -> Result<Startup<C>> {
         let printed = if self.minconfig {
