@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cloudhub::CloudHub;
+use edgecontroller::downstream::send_counted;
 use edgecontroller::kubeclient::watch;
 use edgecontroller::tracker::{Change, Tracker, ns_name};
 use futures_util::stream::{self, StreamExt};
@@ -192,17 +193,7 @@ impl DeviceController {
     }
 
     fn send(&self, m: Message) {
-        let resource = m.resource().to_owned();
-        match self.hub.send(m) {
-            Ok(admit) => {
-                self.metrics.sent();
-                debug!(%resource, ?admit, "queued for the edge");
-            }
-            Err(e) => {
-                self.metrics.error();
-                warn!(%resource, "cloudhub refused the message: {e}");
-            }
-        }
+        send_counted(&self.hub, &self.metrics, m);
     }
 
     // ---- Kubernetes → edge ---------------------------------------------------------------------

@@ -82,6 +82,22 @@ fn to_json<T: serde::Serialize>(o: &T) -> Value {
     serde_json::to_value(o).unwrap_or(Value::Null)
 }
 
+/// Queues `m` for its node on `hub`, counting it as sent (or as an error, logged, when the hub
+/// refuses it) in the controller's `metrics`. Shared with devicecontroller.
+pub fn send_counted(hub: &CloudHub, metrics: &ControllerHandle, m: Message) {
+    let resource = m.resource().to_owned();
+    match hub.send(m) {
+        Ok(admit) => {
+            metrics.sent();
+            debug!(%resource, ?admit, "queued for the edge");
+        }
+        Err(e) => {
+            metrics.error();
+            warn!(%resource, "cloudhub refused the message: {e}");
+        }
+    }
+}
+
 /// Metadata without the fields v1.2 ignores when deciding whether a Modified event matters
 /// (`resourceVersion`, `generation`; `managedFields` too, see the crate docs).
 fn meta_for_compare(m: &ObjectMeta, drop_annotations: bool) -> ObjectMeta {
@@ -287,17 +303,7 @@ impl Downstream {
     }
 
     fn send(&self, m: Message) {
-        let resource = m.resource().to_owned();
-        match self.hub.send(m) {
-            Ok(admit) => {
-                self.metrics.sent();
-                debug!(%resource, ?admit, "queued for the edge");
-            }
-            Err(e) => {
-                self.metrics.error();
-                warn!(%resource, "cloudhub refused the message: {e}");
-            }
-        }
+        send_counted(&self.hub, &self.metrics, m);
     }
 
     fn is_edge(&self, node: &str) -> bool {
