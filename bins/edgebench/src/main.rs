@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Parser;
-use ke_benchkit::{free_port, metric, pct, rss, sibling_bin, spawn, write_cloud_pki, write_cloudcore_config};
+use ke_benchkit::{
+    free_port, hub_socket, metric, pct, rss, sibling_bin, spawn, write_cloud_pki, write_cloudcore_config,
+    write_edgecore_config,
+};
 use ke_core::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
@@ -50,45 +53,15 @@ async fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
     ca.issue_node(NODE)?.write(&dir.join("certs"), NODE)?;
     let (ws, cm, em, mq) = (free_port()?, free_port()?, free_port()?, free_port()?);
     let cloud_config = write_cloudcore_config(dir, ws, cm)?;
-    let sock = dir.join("hub.sock");
+    let sock = hub_socket(dir);
     let d = dir.display();
-    std::fs::write(
-        dir.join("edgecore.yaml"),
-        format!(
-            "apiVersion: edgecore.config.kubeedge.io/v1alpha1
-kind: EdgeCore
-metricsAddress: 127.0.0.1:{em}
-database:
-  dataSource: {d}/edge.db
-modules:
-  edged:
-    enable: false
-    hostnameOverride: {NODE}
-    nodeIP: 127.0.0.1
-  edgehub:
-    tlsCaFile: {d}/ca/rootCA.crt
-    tlsCertFile: {d}/certs/{NODE}.crt
-    tlsPrivateKeyFile: {d}/certs/{NODE}.key
-    websocket:
-      server: 127.0.0.1:{ws}
-  eventbus:
-    mqttMode: 0
-    mqttServerInternal: tcp://127.0.0.1:{mq}
-  edgemesh:
-    enable: false
-"
-        ),
-    )?;
+    let edge_config = write_edgecore_config(dir, NODE, ws, em, mq, "    enable: false\n")?;
     let _cloud = spawn(
         &sibling_bin("cloudcore")?,
         &cloud_config,
         &dir.join("cloudcore.log"),
     )?;
-    let edge = spawn(
-        &sibling_bin("edgecore")?,
-        &dir.join("edgecore.yaml"),
-        &dir.join("edgecore.log"),
-    )?;
+    let edge = spawn(&sibling_bin("edgecore")?, &edge_config, &dir.join("edgecore.log"))?;
     let pid = edge.pid();
     let cloud_metrics = format!("127.0.0.1:{cm}");
     let t0 = Instant::now();

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use ke_benchkit::{
-    free_port, http_get, metric, pct, rss, sibling_bin, spawn, write_cloud_pki, write_cloudcore_config,
+    free_port, http_get, hub_socket, metric, pct, rss, sibling_bin, spawn, write_cloud_pki,
+    write_cloudcore_config, write_edgecore_config,
 };
 use ke_core::Message;
 use ke_cri::{CONTAINERD_ENDPOINT, CriClient, api};
@@ -231,40 +232,16 @@ fn write_configs(dir: &Path, ws: u16, cm: u16, em: u16, mq: u16) -> anyhow::Resu
     let ca = write_cloud_pki(dir, "footprintbench CA")?;
     ca.issue_node(NODE)?.write(&dir.join("certs"), NODE)?;
     write_cloudcore_config(dir, ws, cm)?;
-    let sock = dir.join("hub.sock");
-    let d = dir.display();
-    std::fs::write(
-        dir.join("edgecore.yaml"),
-        format!(
-            "apiVersion: edgecore.config.kubeedge.io/v1alpha1
-kind: EdgeCore
-metricsAddress: 127.0.0.1:{em}
-database:
-  dataSource: {d}/edge.db
-modules:
-  edged:
-    hostnameOverride: {NODE}
-    nodeIP: 127.0.0.1
-    runtimeType: remote
+    let edged = format!(
+        "    runtimeType: remote
     remoteRuntimeEndpoint: {CONTAINERD_ENDPOINT}
     remoteImageEndpoint: {CONTAINERD_ENDPOINT}
     podSandboxImage: {PAUSE}
     imageGCHighThreshold: 100
-  edgehub:
-    tlsCaFile: {d}/ca/rootCA.crt
-    tlsCertFile: {d}/certs/{NODE}.crt
-    tlsPrivateKeyFile: {d}/certs/{NODE}.key
-    websocket:
-      server: 127.0.0.1:{ws}
-  eventbus:
-    mqttMode: 0
-    mqttServerInternal: tcp://127.0.0.1:{mq}
-  edgemesh:
-    enable: false
 "
-        ),
-    )?;
-    Ok(sock)
+    );
+    write_edgecore_config(dir, NODE, ws, em, mq, &edged)?;
+    Ok(hub_socket(dir))
 }
 
 struct Row {

@@ -1,5 +1,5 @@
-//! The harness the bench tools (`edgebench`, `footprintbench`, `hubbench`) share: a PKI and a
-//! plain `cloudcore.yaml` in a scratch directory, daemons started from the binaries next to the
+//! The harness the bench tools (`edgebench`, `footprintbench`, `hubbench`) share: a PKI, a plain
+//! `cloudcore.yaml` and an `edgecore.yaml` in a scratch directory, daemons started from the binaries next to the
 //! bench and stopped (SIGTERM, then SIGKILL) when dropped, and the figures read from `/proc` and
 //! from a daemon's `/metrics`.
 //!
@@ -159,12 +159,17 @@ pub fn write_cloud_pki(dir: &Path, ca_name: &str) -> Result<ke_pki::Ca> {
     Ok(ca)
 }
 
+/// CloudHub's unix socket in the configuration [`write_cloudcore_config`] writes.
+pub fn hub_socket(dir: &Path) -> PathBuf {
+    dir.join("hub.sock")
+}
+
 /// Writes `<dir>/cloudcore.yaml` for a cloudcore without controllers: metrics on
 /// 127.0.0.1:`metrics_port`, CloudHub's WebSocket on 127.0.0.1:`ws_port`, its unix socket at
-/// `<dir>/hub.sock`, certificates from [`write_cloud_pki`]. Returns the file's path.
+/// [`hub_socket`], certificates from [`write_cloud_pki`]. Returns the file's path.
 pub fn write_cloudcore_config(dir: &Path, ws_port: u16, metrics_port: u16) -> Result<PathBuf> {
     let d = dir.display();
-    let sock = dir.join("hub.sock");
+    let sock = hub_socket(dir);
     let text = format!(
         "apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
@@ -192,6 +197,48 @@ modules:
         sock = sock.display()
     );
     let path = dir.join("cloudcore.yaml");
+    std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
+    Ok(path)
+}
+
+/// Writes `<dir>/edgecore.yaml` for node `node` (certificate `<dir>/certs/<node>.{crt,key}`):
+/// metrics on 127.0.0.1:`metrics_port`, EdgeHub to the WebSocket at 127.0.0.1:`ws_port`, the
+/// internal MQTT broker on 127.0.0.1:`mqtt_port`, the database at `<dir>/edge.db`, edgemesh off.
+/// `edged` is extra YAML under `modules.edged`, one key a line, indented four spaces. Returns the
+/// file's path.
+pub fn write_edgecore_config(
+    dir: &Path,
+    node: &str,
+    ws_port: u16,
+    metrics_port: u16,
+    mqtt_port: u16,
+    edged: &str,
+) -> Result<PathBuf> {
+    let d = dir.display();
+    let text = format!(
+        "apiVersion: edgecore.config.kubeedge.io/v1alpha1
+kind: EdgeCore
+metricsAddress: 127.0.0.1:{metrics_port}
+database:
+  dataSource: {d}/edge.db
+modules:
+  edged:
+{edged}    hostnameOverride: {node}
+    nodeIP: 127.0.0.1
+  edgehub:
+    tlsCaFile: {d}/ca/rootCA.crt
+    tlsCertFile: {d}/certs/{node}.crt
+    tlsPrivateKeyFile: {d}/certs/{node}.key
+    websocket:
+      server: 127.0.0.1:{ws_port}
+  eventbus:
+    mqttMode: 0
+    mqttServerInternal: tcp://127.0.0.1:{mqtt_port}
+  edgemesh:
+    enable: false
+"
+    );
+    let path = dir.join("edgecore.yaml");
     std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
     Ok(path)
 }
