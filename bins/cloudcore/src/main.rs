@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use cloudhub::metrics::HubMetrics;
 use cloudhub::{CloudHub, CloudHubOptions, HubEvent};
-use ke_config::cli::{ConfigFlags, Startup};
+use ke_config::cli::ConfigFlags;
 use ke_config::cloudcore::CloudCoreConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -36,40 +36,11 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let cfg = match cli.config.resolve::<CloudCoreConfig>() {
-        Ok(Startup::Exit) => return std::process::ExitCode::SUCCESS,
-        Ok(Startup::Run(c)) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let cfg = match Cli::parse().config.resolve_or_exit::<CloudCoreConfig>() {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cloudcore: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cfg)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("cloudcore: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    ke_metrics::daemon::run("cloudcore", None, run(cfg))
 }
 
 fn listen_addr(address: &str, port: u32, what: &str) -> anyhow::Result<SocketAddr> {
@@ -197,7 +168,7 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
         _ => tasks.push(tokio::spawn(log_events(events))),
     }
 
-    shutdown_signal().await;
+    ke_metrics::daemon::shutdown_signal().await;
     info!("shutting down");
     cancel.cancel();
     if let Some(hub) = hub {
@@ -280,18 +251,5 @@ async fn log_events(mut events: mpsc::Receiver<HubEvent>) {
             HubEvent::Disconnected(n) => info!(node = %n, "node disconnected"),
             HubEvent::Acked { node, message } => debug!(%node, msg = %message, "delivered"),
         }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

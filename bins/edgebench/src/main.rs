@@ -8,12 +8,15 @@
 //! Prints updates/s, per-update latency and edgecore's RSS afterwards, next to the targets.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
+use ke_benchkit::{
+    free_port, hub_socket, metric, pct, rss, sibling_bin, spawn, write_cloud_pki, write_cloudcore_config,
+    write_edgecore_config,
+};
 use ke_core::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
@@ -35,73 +38,6 @@ struct Args {
 const NODE: &str = "bench-edge";
 const DEVICE: &str = "bench-dev";
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"))
-}
-
-fn port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn spawn(bin: &Path, config: &Path, log: &Path) -> anyhow::Result<Proc> {
-    let out = std::fs::File::create(log)?;
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    Ok(Proc(child))
-}
-
-async fn metric(addr: &str, name: &str) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    out.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-}
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v[(((v.len() - 1) as f64) * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -113,83 +49,20 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
-    let here = std::env::current_exe()?;
-    let bin = |n: &str| -> PathBuf { here.with_file_name(n) };
-    let ca = ke_pki::Ca::create("edgebench CA")?;
-    ca.write_new(&dir.join("ca"))?;
-    ca.issue_server("cloudcore", &["127.0.0.1".into()])?
-        .write(&dir.join("certs"), "server")?;
+    let ca = write_cloud_pki(dir, "edgebench CA")?;
     ca.issue_node(NODE)?.write(&dir.join("certs"), NODE)?;
-    let (ws, cm, em, mq) = (port()?, port()?, port()?, port()?);
-    let sock = dir.join("hub.sock");
+    let (ws, cm, em, mq) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let cloud_config = write_cloudcore_config(dir, ws, cm)?;
+    let sock = hub_socket(dir);
     let d = dir.display();
-    std::fs::write(
-        dir.join("cloudcore.yaml"),
-        format!(
-            "apiVersion: cloudcore.config.kubeedge.io/v1alpha1
-kind: CloudCore
-metricsAddress: 127.0.0.1:{cm}
-kubeAPIConfig:
-  kubeConfig: \"\"
-modules:
-  cloudhub:
-    tlsCAFile: {d}/ca/rootCA.crt
-    tlsCertFile: {d}/certs/server.crt
-    tlsPrivateKeyFile: {d}/certs/server.key
-    queueStore: {d}/queue.db
-    unixsocket:
-      address: unix://{sock}
-    websocket:
-      address: 127.0.0.1
-      port: {ws}
-  edgecontroller:
-    enable: false
-  devicecontroller:
-    enable: false
-  synccontroller:
-    enable: false
-",
-            sock = sock.display()
-        ),
-    )?;
-    std::fs::write(
-        dir.join("edgecore.yaml"),
-        format!(
-            "apiVersion: edgecore.config.kubeedge.io/v1alpha1
-kind: EdgeCore
-metricsAddress: 127.0.0.1:{em}
-database:
-  dataSource: {d}/edge.db
-modules:
-  edged:
-    enable: false
-    hostnameOverride: {NODE}
-    nodeIP: 127.0.0.1
-  edgehub:
-    tlsCaFile: {d}/ca/rootCA.crt
-    tlsCertFile: {d}/certs/{NODE}.crt
-    tlsPrivateKeyFile: {d}/certs/{NODE}.key
-    websocket:
-      server: 127.0.0.1:{ws}
-  eventbus:
-    mqttMode: 0
-    mqttServerInternal: tcp://127.0.0.1:{mq}
-  edgemesh:
-    enable: false
-"
-        ),
-    )?;
+    let edge_config = write_edgecore_config(dir, NODE, ws, em, mq, "    enable: false\n")?;
     let _cloud = spawn(
-        &bin("cloudcore"),
-        &dir.join("cloudcore.yaml"),
+        &sibling_bin("cloudcore")?,
+        &cloud_config,
         &dir.join("cloudcore.log"),
     )?;
-    let edge = spawn(
-        &bin("edgecore"),
-        &dir.join("edgecore.yaml"),
-        &dir.join("edgecore.log"),
-    )?;
-    let pid = edge.0.id();
+    let edge = spawn(&sibling_bin("edgecore")?, &edge_config, &dir.join("edgecore.log"))?;
+    let pid = edge.pid();
     let cloud_metrics = format!("127.0.0.1:{cm}");
     let t0 = Instant::now();
     while metric(&cloud_metrics, "cloudhub_connected_nodes").await != Some(1.0) {

@@ -22,7 +22,7 @@ use edged::{Edged, EdgedOptions};
 use edgehub::{EdgeHub, EdgeHubMetrics, EdgeHubOptions, LinkKind};
 use eventbus::{EventBus, EventBusOptions, MqttMode};
 use ke_beehive::{Beehive, Core};
-use ke_config::cli::{ConfigFlags, Startup};
+use ke_config::cli::ConfigFlags;
 use ke_config::edgecore::{CgroupDriver, EdgeCoreConfig};
 use ke_store::{Store, StoreOptions};
 use metamanager::{MetaManager, MetaManagerOptions};
@@ -37,41 +37,12 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let cfg = match cli.config.resolve::<EdgeCoreConfig>() {
-        Ok(Startup::Exit) => return std::process::ExitCode::SUCCESS,
-        Ok(Startup::Run(c)) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let cfg = match Cli::parse().config.resolve_or_exit::<EdgeCoreConfig>() {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
     // Two worker threads are plenty for an edge node and keep the idle footprint small.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edgecore: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cfg)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("edgecore: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    ke_metrics::daemon::run("edgecore", Some(2), run(cfg))
 }
 
 fn edgehub_options(cfg: &EdgeCoreConfig) -> anyhow::Result<EdgeHubOptions> {
@@ -258,24 +229,11 @@ async fn run(cfg: EdgeCoreConfig) -> anyhow::Result<()> {
     }
     core.start();
     info!(node = %cfg.modules.edged.hostname_override, "edgecore started");
-    shutdown_signal().await;
+    ke_metrics::daemon::shutdown_signal().await;
     info!("shutting down");
     core.shutdown().await;
     if let Some(store) = store {
         store.close().await;
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -16,11 +16,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use ke_benchkit::{
+    free_port, http_get, hub_socket, metric, pct, rss, sibling_bin, spawn, write_cloud_pki,
+    write_cloudcore_config, write_edgecore_config,
+};
 use ke_core::Message;
 use ke_cri::{CONTAINERD_ENDPOINT, CriClient, api};
 use serde_json::{Value, json};
@@ -57,36 +61,6 @@ const LABEL_NODE: &str = "kubeedge.io/node";
 const IMAGE: &str = "docker.io/kubeedge/busybox:test";
 const PAUSE: &str = "docker.io/kubeedge/pause:3.6";
 const READ_ONLY: &str = "127.0.0.1:10255";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// VmRSS and RssAnon in kB.
-fn rss(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"))
-}
 
 /// utime + stime in clock ticks (fields 14 and 15 of `/proc/<pid>/stat`).
 fn cpu_ticks(pid: u32) -> u64 {
@@ -130,43 +104,6 @@ impl Cpu {
     }
 }
 
-fn port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn spawn(bin: &Path, config: &Path, log: &Path) -> anyhow::Result<Proc> {
-    let out = std::fs::File::create(log)?;
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    Ok(Proc(child))
-}
-
-async fn http_get(addr: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    Some(out.split_once("\r\n\r\n")?.1.to_owned())
-}
-
-async fn metric(addr: &str, name: &str) -> Option<f64> {
-    http_get(addr, "/metrics")
-        .await?
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-}
-
 /// Names of the pods edged reports `Running` on its read-only endpoint.
 async fn running_pods() -> Vec<String> {
     let Some(body) = http_get(READ_ONLY, "/pods").await else {
@@ -185,13 +122,6 @@ async fn running_pods() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v[(((v.len() - 1) as f64) * p).round() as usize]
 }
 
 fn pod_name(i: usize) -> String {
@@ -299,74 +229,19 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn write_configs(dir: &Path, ws: u16, cm: u16, em: u16, mq: u16) -> anyhow::Result<PathBuf> {
-    let ca = ke_pki::Ca::create("footprintbench CA")?;
-    ca.write_new(&dir.join("ca"))?;
-    ca.issue_server("cloudcore", &["127.0.0.1".into()])?
-        .write(&dir.join("certs"), "server")?;
+    let ca = write_cloud_pki(dir, "footprintbench CA")?;
     ca.issue_node(NODE)?.write(&dir.join("certs"), NODE)?;
-    let sock = dir.join("hub.sock");
-    let d = dir.display();
-    std::fs::write(
-        dir.join("cloudcore.yaml"),
-        format!(
-            "apiVersion: cloudcore.config.kubeedge.io/v1alpha1
-kind: CloudCore
-metricsAddress: 127.0.0.1:{cm}
-kubeAPIConfig:
-  kubeConfig: \"\"
-modules:
-  cloudhub:
-    tlsCAFile: {d}/ca/rootCA.crt
-    tlsCertFile: {d}/certs/server.crt
-    tlsPrivateKeyFile: {d}/certs/server.key
-    queueStore: {d}/queue.db
-    unixsocket:
-      address: unix://{sock}
-    websocket:
-      address: 127.0.0.1
-      port: {ws}
-  edgecontroller:
-    enable: false
-  devicecontroller:
-    enable: false
-  synccontroller:
-    enable: false
-",
-            sock = sock.display()
-        ),
-    )?;
-    std::fs::write(
-        dir.join("edgecore.yaml"),
-        format!(
-            "apiVersion: edgecore.config.kubeedge.io/v1alpha1
-kind: EdgeCore
-metricsAddress: 127.0.0.1:{em}
-database:
-  dataSource: {d}/edge.db
-modules:
-  edged:
-    hostnameOverride: {NODE}
-    nodeIP: 127.0.0.1
-    runtimeType: remote
+    write_cloudcore_config(dir, ws, cm)?;
+    let edged = format!(
+        "    runtimeType: remote
     remoteRuntimeEndpoint: {CONTAINERD_ENDPOINT}
     remoteImageEndpoint: {CONTAINERD_ENDPOINT}
     podSandboxImage: {PAUSE}
     imageGCHighThreshold: 100
-  edgehub:
-    tlsCaFile: {d}/ca/rootCA.crt
-    tlsCertFile: {d}/certs/{NODE}.crt
-    tlsPrivateKeyFile: {d}/certs/{NODE}.key
-    websocket:
-      server: 127.0.0.1:{ws}
-  eventbus:
-    mqttMode: 0
-    mqttServerInternal: tcp://127.0.0.1:{mq}
-  edgemesh:
-    enable: false
 "
-        ),
-    )?;
-    Ok(sock)
+    );
+    write_edgecore_config(dir, NODE, ws, em, mq, &edged)?;
+    Ok(hub_socket(dir))
 }
 
 struct Row {
@@ -382,20 +257,21 @@ async fn run(args: &Args, dir: &Path, cri: &CriClient) -> anyhow::Result<()> {
     if args.step == 0 {
         bail!("--step must be at least 1");
     }
-    let here = std::env::current_exe()?;
-    let bin = |n: &str| -> PathBuf { here.with_file_name(n) };
-    let (ws, cm, em, mq) = (port()?, port()?, port()?, port()?);
+    let (ws, cm, em, mq) = (free_port()?, free_port()?, free_port()?, free_port()?);
     let sock = write_configs(dir, ws, cm, em, mq)?;
     let d = dir.display();
     let _cloud = spawn(
-        &bin("cloudcore"),
+        &sibling_bin("cloudcore")?,
         &dir.join("cloudcore.yaml"),
         &dir.join("cloudcore.log"),
     )?;
-    let edgecore = args.edgecore.clone().unwrap_or_else(|| bin("edgecore"));
+    let edgecore = match &args.edgecore {
+        Some(p) => p.clone(),
+        None => sibling_bin("edgecore")?,
+    };
     println!("edgecore: {}", edgecore.display());
     let edge = spawn(&edgecore, &dir.join("edgecore.yaml"), &dir.join("edgecore.log"))?;
-    let pid = edge.0.id();
+    let pid = edge.pid();
     let tck = clk_tck();
     let t0 = Instant::now();
     while metric(&format!("127.0.0.1:{cm}"), "cloudhub_connected_nodes").await != Some(1.0)

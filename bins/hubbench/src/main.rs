@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use ke_benchkit::{Proc, free_port, metric, pct, rss, sibling_bin};
 use ke_core::Message;
 use ke_core::names::{group, module, op};
 use ke_transport::{EdgeHello, LinkLimits};
@@ -66,43 +67,11 @@ struct Args {
 /// `<ns>/pod/<name>` → when it first reached a simulated edge (controller mode).
 type Arrivals = Arc<std::sync::Mutex<HashMap<String, Instant>>>;
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 struct Cloud {
-    child: std::process::Child,
+    proc: Proc,
     ws: String,
     sock: PathBuf,
     metrics: String,
-}
-
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_cloud(args: &Args, dir: &Path, ca: &ke_pki::Ca) -> anyhow::Result<Cloud> {
@@ -156,7 +125,7 @@ modules:
     std::fs::write(&cfg_path, cfg)?;
     let bin = match &args.cloudcore {
         Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("cloudcore"),
+        None => sibling_bin("cloudcore")?,
     };
     let log = std::fs::File::create(dir.join("cloudcore.log"))?;
     let child = std::process::Command::new("sh")
@@ -170,7 +139,7 @@ modules:
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     Ok(Cloud {
-        child,
+        proc: Proc::with_grace(child, Duration::from_secs(10)),
         ws: format!("127.0.0.1:{port}"),
         sock,
         metrics: format!("127.0.0.1:{mport}"),
@@ -216,27 +185,6 @@ async fn simulated_edge(
     }
 }
 
-async fn metric(addr: &str, name: &str) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    out.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -254,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let ca = ke_pki::Ca::create("hubbench CA")?;
     let cloud = start_cloud(&args, &dir, &ca)?;
-    let pid = cloud.child.id();
+    let pid = cloud.proc.pid();
     // Wait for the listener.
     let t0 = Instant::now();
     while tokio::net::TcpStream::connect(&cloud.ws).await.is_err() {
@@ -268,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_idle = rss_kb(pid);
+    let rss_idle = rss(pid).0;
     println!("cloudcore pid {pid}, idle RSS {} KB", rss_idle);
 
     println!("issuing {} node certificates…", args.nodes);
@@ -327,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
         t_connect.elapsed()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_loaded = rss_kb(pid);
+    let rss_loaded = rss(pid).0;
     let per_node = if connected > 0.0 {
         (rss_loaded.saturating_sub(rss_idle)) as f64 / connected
     } else {
@@ -406,7 +354,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "edges received {} messages; cloudcore RSS now {} KB",
         received.load(Ordering::Relaxed),
-        rss_kb(pid)
+        rss(pid).0
     );
     drop(cloud);
     if args.workdir.is_none() {

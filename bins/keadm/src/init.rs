@@ -19,6 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ke_config::DaemonConfig;
 use ke_config::cloudcore::CloudCoreConfig;
 use ke_pki::certgen;
 

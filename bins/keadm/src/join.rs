@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ke_config::DaemonConfig;
 use ke_config::edgecore::EdgeCoreConfig;
 
 use crate::install::{self, Progress, Record, Role, RunArgs};

@@ -7,14 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cloudhub::CloudHub;
+use edgecontroller::downstream::send_counted;
+use edgecontroller::kubeclient::watch;
 use edgecontroller::tracker::{Change, Tracker, ns_name};
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ke_core::Message;
 use ke_core::message::now_millis;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -60,32 +61,6 @@ impl std::fmt::Debug for DeviceController {
             .field("devices_listed", &self.devices_listed)
             .finish_non_exhaustive()
     }
-}
-
-fn watch<K>(client: &Client, wrap: fn(Event<K>) -> Ev) -> BoxStream<'static, Ev>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
-{
-    let api: Api<K> = Api::all(client.clone());
-    let what = K::plural(&()).into_owned();
-    watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .filter_map(move |r| {
-            let out = match r {
-                Ok(ev) => Some(wrap(ev)),
-                Err(e) => {
-                    warn!(resource = %what, "watch failed (retrying with back-off): {e}");
-                    None
-                }
-            };
-            std::future::ready(out)
-        })
-        .boxed()
 }
 
 /// The desired side of the twins: what the edge must hear about when it changes.
@@ -175,8 +150,12 @@ impl DeviceController {
         })
         .boxed();
         let mut all = stream::select_all(vec![
-            watch(&self.client, |e| Ev::Device(Box::new(e))),
-            watch(&self.client, |e| Ev::Model(Box::new(e))),
+            watch(&self.client, watcher::Config::default(), |e| {
+                Ev::Device(Box::new(e))
+            }),
+            watch(&self.client, watcher::Config::default(), |e| {
+                Ev::Model(Box::new(e))
+            }),
             edge,
         ]);
         info!("devicecontroller: watching devices and device models");
@@ -214,17 +193,7 @@ impl DeviceController {
     }
 
     fn send(&self, m: Message) {
-        let resource = m.resource().to_owned();
-        match self.hub.send(m) {
-            Ok(admit) => {
-                self.metrics.sent();
-                debug!(%resource, ?admit, "queued for the edge");
-            }
-            Err(e) => {
-                self.metrics.error();
-                warn!(%resource, "cloudhub refused the message: {e}");
-            }
-        }
+        send_counted(&self.hub, &self.metrics, m);
     }
 
     // ---- Kubernetes → edge ---------------------------------------------------------------------

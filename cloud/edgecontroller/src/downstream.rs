@@ -12,20 +12,20 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ke_core::Message;
 use ke_core::names::op;
 use ke_core::resource::kind;
 use kube::api::ListParams;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::cache::Caches;
+use crate::kubeclient::watch;
 use crate::messages;
 use crate::tracker::{Change, Tracker, ns_name};
 use cloudhub::CloudHub;
@@ -82,30 +82,20 @@ fn to_json<T: serde::Serialize>(o: &T) -> Value {
     serde_json::to_value(o).unwrap_or(Value::Null)
 }
 
-fn watch<K>(client: &Client, cfg: watcher::Config, wrap: fn(Event<K>) -> Ev) -> BoxStream<'static, Ev>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
-{
-    let api: Api<K> = Api::all(client.clone());
-    let what = K::plural(&()).into_owned();
-    watcher::watcher(api, cfg)
-        .default_backoff()
-        .filter_map(move |r| {
-            let out = match r {
-                Ok(ev) => Some(wrap(ev)),
-                Err(e) => {
-                    warn!(resource = %what, "watch failed (retrying with back-off): {e}");
-                    None
-                }
-            };
-            std::future::ready(out)
-        })
-        .boxed()
+/// Queues `m` for its node on `hub`, counting it as sent (or as an error, logged, when the hub
+/// refuses it) in the controller's `metrics`. Shared with devicecontroller.
+pub fn send_counted(hub: &CloudHub, metrics: &ControllerHandle, m: Message) {
+    let resource = m.resource().to_owned();
+    match hub.send(m) {
+        Ok(admit) => {
+            metrics.sent();
+            debug!(%resource, ?admit, "queued for the edge");
+        }
+        Err(e) => {
+            metrics.error();
+            warn!(%resource, "cloudhub refused the message: {e}");
+        }
+    }
 }
 
 /// Metadata without the fields v1.2 ignores when deciding whether a Modified event matters
@@ -313,17 +303,7 @@ impl Downstream {
     }
 
     fn send(&self, m: Message) {
-        let resource = m.resource().to_owned();
-        match self.hub.send(m) {
-            Ok(admit) => {
-                self.metrics.sent();
-                debug!(%resource, ?admit, "queued for the edge");
-            }
-            Err(e) => {
-                self.metrics.error();
-                warn!(%resource, "cloudhub refused the message: {e}");
-            }
-        }
+        send_counted(&self.hub, &self.metrics, m);
     }
 
     fn is_edge(&self, node: &str) -> bool {

@@ -6,7 +6,8 @@
 //! `kubeAPIConfig.qps`/`burst` ([`crate::ratelimit`]), as client-go's limiter did in v1.2.
 //!
 //! [`counted`] gives each controller a view of that client that counts its requests by verb
-//! (`controller_api_requests_total{controller,verb}`).
+//! (`controller_api_requests_total{controller,verb}`). [`watch`] is the controllers' watch of one
+//! resource kind, retried with back-off.
 
 use std::task::{Context, Poll};
 
@@ -148,6 +149,42 @@ fn parse_master(master: &str) -> Result<Option<http::Uri>> {
         });
     }
     Ok(Some(uri))
+}
+
+/// Watches every `K` matching `cfg` (all namespaces), each event mapped through `wrap`. A failed
+/// watch is logged and retried with kube's default back-off, so the stream only ends with the
+/// client.
+pub fn watch<K, T>(
+    client: &kube::Client,
+    cfg: kube::runtime::watcher::Config,
+    wrap: fn(kube::runtime::watcher::Event<K>) -> T,
+) -> futures_util::stream::BoxStream<'static, T>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    use futures_util::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    let api: kube::Api<K> = kube::Api::all(client.clone());
+    let what = K::plural(&()).into_owned();
+    kube::runtime::watcher::watcher(api, cfg)
+        .default_backoff()
+        .filter_map(move |r| {
+            let out = match r {
+                Ok(ev) => Some(wrap(ev)),
+                Err(e) => {
+                    tracing::warn!(resource = %what, "watch failed (retrying with back-off): {e}");
+                    None
+                }
+            };
+            std::future::ready(out)
+        })
+        .boxed()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::time::Duration;
 use ke_core::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 
@@ -129,6 +130,16 @@ impl Mailbox {
     /// Next message; `None` once the module was cleaned up and its queue is drained.
     pub async fn recv(&mut self) -> Option<Message> {
         self.rx.recv().await
+    }
+
+    /// Next message, or `None` once `cancel` is cancelled (checked first) or the queue is closed
+    /// and drained: the condition every module loop ends on. Cancel-safe, like [`Self::recv`].
+    pub async fn recv_until(&mut self, cancel: &CancellationToken) -> Option<Message> {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            m = self.rx.recv() => m,
+        }
     }
 
     /// A message if one is queued now, without waiting.
@@ -636,6 +647,24 @@ mod tests {
         assert_eq!(h.depth("a"), Some(0));
         assert_eq!((a.module(), a.group()), ("a", "g"));
         assert_eq!(h.pending_sync(), 0);
+    }
+
+    #[tokio::test]
+    async fn recv_until_yields_messages_then_stops_on_cancel_or_close() {
+        let h = hive(8);
+        let mut a = ok(h.register("a", "g"));
+        let cancel = CancellationToken::new();
+        let m1 = msg("default/pod/1");
+        ok(h.send("a", m1.clone()).await);
+        assert_eq!(a.recv_until(&cancel).await, Some(m1));
+        // Cancellation wins over a queued message.
+        ok(h.send("a", msg("default/pod/2")).await);
+        cancel.cancel();
+        assert_eq!(a.recv_until(&cancel).await, None);
+        // A closed, drained queue ends it too.
+        let mut b = ok(h.register("b", "g"));
+        assert!(h.cleanup("b"));
+        assert_eq!(b.recv_until(&CancellationToken::new()).await, None);
     }
 
     #[tokio::test]

@@ -254,11 +254,7 @@ mod tests {
                     .unwrap_or_else(|e| e.into_inner())
                     .push("helper stopped".into());
             });
-            loop {
-                let msg = tokio::select! {
-                    () = cancel.cancelled() => break,
-                    m = mailbox.recv() => match m { Some(m) => m, None => break },
-                };
+            while let Some(msg) = mailbox.recv_until(&cancel).await {
                 self.seen
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

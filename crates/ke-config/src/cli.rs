@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 
 use crate::cloudcore::CloudCoreConfig;
 use crate::edgecore::EdgeCoreConfig;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::error::{Error, Result};
+use crate::yaml;
 
 /// The configuration flags of a KubeEdge daemon; `#[command(flatten)]` it into the binary's parser.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
@@ -31,35 +35,59 @@ pub enum Startup<C> {
     Run(C),
 }
 
-/// A daemon configuration the generic flag handling can drive (implemented by
-/// [`CloudCoreConfig`] and [`EdgeCoreConfig`]).
-pub trait DaemonConfig: Sized {
+/// A daemon configuration (implemented by [`CloudCoreConfig`] and [`EdgeCoreConfig`]): loading,
+/// printing, and what the generic flag handling needs. Bring it into scope (it is re-exported at
+/// the crate root) for `load`, `from_yaml_str`, `to_yaml`, `to_default_yaml`, `default_yaml` and
+/// `min_yaml`.
+pub trait DaemonConfig: Default + Serialize + DeserializeOwned {
+    /// The daemon's name, as error messages use it (`cloudcore`, `edgecore`).
+    const DAEMON: &'static str;
     /// Default `--config` path.
     fn default_config_path() -> PathBuf;
-    /// Load a file on top of the defaults.
-    fn load_file(path: &Path) -> Result<Self>;
-    /// `--defaultconfig` output.
-    fn default_yaml() -> Result<String>;
-    /// `--minconfig` output.
-    fn min_yaml() -> Result<String>;
+    /// The v1.2 `--minconfig` subset of this configuration, with its comment header.
+    fn to_min_yaml(&self) -> Result<String>;
     /// Rules without filesystem access.
     fn validate(&self) -> Result<()>;
     /// Rules that check referenced files exist.
     fn validate_files(&self) -> Result<()>;
+
+    /// Read and decode `path` on top of the defaults (no validation; see [`Self::validate`]).
+    ///
+    /// A missing file gives v1.2's message (`config: Required value: config file ... not exist...`).
+    fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = yaml::read_file(path)?;
+        Self::from_yaml_str(&text, &path.display().to_string())
+    }
+    /// Decode YAML text on top of the defaults; `origin` names the source in error messages.
+    fn from_yaml_str(text: &str, origin: &str) -> Result<Self> {
+        yaml::parse(text, origin)
+    }
+    /// This configuration as YAML (keys sorted, no header). Re-parses to an equal value.
+    fn to_yaml(&self) -> Result<String> {
+        yaml::render(self, Self::DAEMON)
+    }
+    /// This configuration as `--defaultconfig` prints it: three comment lines, blank line, YAML.
+    fn to_default_yaml(&self) -> Result<String> {
+        yaml::document(yaml::DEFAULT_HEADER, self, Self::DAEMON)
+    }
+    /// `--defaultconfig` output (for edgecore, with the host facts of this machine).
+    fn default_yaml() -> Result<String> {
+        Self::default().to_default_yaml()
+    }
+    /// `--minconfig` output (for edgecore, with the host facts of this machine).
+    fn min_yaml() -> Result<String> {
+        Self::default().to_min_yaml()
+    }
 }
 
 impl DaemonConfig for CloudCoreConfig {
+    const DAEMON: &'static str = "cloudcore";
     fn default_config_path() -> PathBuf {
         CloudCoreConfig::default_config_path()
     }
-    fn load_file(path: &Path) -> Result<Self> {
-        CloudCoreConfig::load(path)
-    }
-    fn default_yaml() -> Result<String> {
-        CloudCoreConfig::default_yaml()
-    }
-    fn min_yaml() -> Result<String> {
-        CloudCoreConfig::min_yaml()
+    fn to_min_yaml(&self) -> Result<String> {
+        CloudCoreConfig::to_min_yaml(self)
     }
     fn validate(&self) -> Result<()> {
         CloudCoreConfig::validate(self)
@@ -70,17 +98,12 @@ impl DaemonConfig for CloudCoreConfig {
 }
 
 impl DaemonConfig for EdgeCoreConfig {
+    const DAEMON: &'static str = "edgecore";
     fn default_config_path() -> PathBuf {
         EdgeCoreConfig::default_config_path()
     }
-    fn load_file(path: &Path) -> Result<Self> {
-        EdgeCoreConfig::load(path)
-    }
-    fn default_yaml() -> Result<String> {
-        EdgeCoreConfig::default_yaml()
-    }
-    fn min_yaml() -> Result<String> {
-        EdgeCoreConfig::min_yaml()
+    fn to_min_yaml(&self) -> Result<String> {
+        EdgeCoreConfig::to_min_yaml(self)
     }
     fn validate(&self) -> Result<()> {
         EdgeCoreConfig::validate(self)
@@ -116,6 +139,20 @@ impl ConfigFlags {
         self.resolve_to(&mut lock)
     }
 
+    /// [`Self::resolve`] for a binary's `main`: the configuration to run with, or the exit code to
+    /// return at once (success after `--minconfig`/`--defaultconfig`, failure after printing the
+    /// error to stderr).
+    pub fn resolve_or_exit<C: DaemonConfig>(&self) -> std::result::Result<C, std::process::ExitCode> {
+        match self.resolve::<C>() {
+            Ok(Startup::Run(c)) => Ok(c),
+            Ok(Startup::Exit) => Err(std::process::ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("{e}");
+                Err(std::process::ExitCode::FAILURE)
+            }
+        }
+    }
+
     /// [`Self::resolve`] writing any printed configuration to `out`.
     pub fn resolve_to<C: DaemonConfig, W: Write>(&self, out: &mut W) -> Result<Startup<C>> {
         let printed = if self.minconfig {
@@ -130,7 +167,7 @@ impl ConfigFlags {
             out.flush().map_err(Error::Output)?;
             return Ok(Startup::Exit);
         }
-        let config = C::load_file(&self.config_path::<C>())?;
+        let config = C::load(self.config_path::<C>())?;
         config.validate()?;
         config.validate_files()?;
         Ok(Startup::Run(config))

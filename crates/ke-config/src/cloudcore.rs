@@ -583,30 +583,6 @@ struct MinCloudHub<'a> {
 }
 
 impl CloudCoreConfig {
-    /// Read and decode `path` on top of the defaults (no validation; see [`Self::validate`]).
-    ///
-    /// A missing file gives v1.2's message (`config: Required value: config file ... not exist...`).
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = yaml::read_file(path)?;
-        Self::from_yaml_str(&text, &path.display().to_string())
-    }
-
-    /// Decode YAML text on top of the defaults; `origin` names the source in error messages.
-    pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self> {
-        yaml::parse(text, origin)
-    }
-
-    /// This configuration as YAML (keys sorted, no header). Re-parses to an equal value.
-    pub fn to_yaml(&self) -> Result<String> {
-        yaml::render(self, "cloudcore")
-    }
-
-    /// This configuration as `--defaultconfig` prints it: three comment lines, blank line, YAML.
-    pub fn to_default_yaml(&self) -> Result<String> {
-        yaml::document(yaml::DEFAULT_HEADER, self, "cloudcore")
-    }
-
     /// The v1.2 `--minconfig` subset of this configuration, with its comment header.
     /// Our extensions are never part of it.
     pub fn to_min_yaml(&self) -> Result<String> {
@@ -630,16 +606,6 @@ impl CloudCoreConfig {
             },
         };
         yaml::document(yaml::MIN_HEADER, &min, "cloudcore")
-    }
-
-    /// `cloudcore --defaultconfig` output.
-    pub fn default_yaml() -> Result<String> {
-        Self::default().to_default_yaml()
-    }
-
-    /// `cloudcore --minconfig` output.
-    pub fn min_yaml() -> Result<String> {
-        Self::default().to_min_yaml()
     }
 
     /// The rules of v1.2 (plus a few of ours) that need no filesystem access.

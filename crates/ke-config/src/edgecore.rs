@@ -5,7 +5,7 @@
 //! default to host facts ([`HostInfo`]).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -644,30 +644,6 @@ impl EdgeCoreConfig {
         }
     }
 
-    /// Read and decode `path` on top of the defaults (no validation; see [`Self::validate`]).
-    ///
-    /// A missing file gives v1.2's message (`config: Required value: config file ... not exist...`).
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = yaml::read_file(path)?;
-        Self::from_yaml_str(&text, &path.display().to_string())
-    }
-
-    /// Decode YAML text on top of the defaults; `origin` names the source in error messages.
-    pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self> {
-        yaml::parse(text, origin)
-    }
-
-    /// This configuration as YAML (keys sorted, no header). Re-parses to an equal value.
-    pub fn to_yaml(&self) -> Result<String> {
-        yaml::render(self, "edgecore")
-    }
-
-    /// This configuration as `--defaultconfig` prints it: three comment lines, blank line, YAML.
-    pub fn to_default_yaml(&self) -> Result<String> {
-        yaml::document(yaml::DEFAULT_HEADER, self, "edgecore")
-    }
-
     /// The v1.2 `--minconfig` subset of this configuration, with its comment header.
     /// Our extensions are never part of it.
     pub fn to_min_yaml(&self) -> Result<String> {
@@ -712,16 +688,6 @@ impl EdgeCoreConfig {
             },
         };
         yaml::document(yaml::MIN_HEADER, &min, "edgecore")
-    }
-
-    /// `edgecore --defaultconfig` output (host facts of this machine).
-    pub fn default_yaml() -> Result<String> {
-        Self::default().to_default_yaml()
-    }
-
-    /// `edgecore --minconfig` output (host facts of this machine).
-    pub fn min_yaml() -> Result<String> {
-        Self::default().to_min_yaml()
     }
 
     /// The rules of v1.2 (plus a few of ours) that need no filesystem access.

@@ -5,11 +5,15 @@
 //! (`GET /metrics`, `GET /healthz`, anything else 404, one request per connection; see [`http`],
 //! which edged's read-only endpoint uses too): pulling in a web framework for one text page would
 //! cost more memory than all our metrics.
+//!
+//! [`daemon`] holds what the daemons' `main`s share: log set-up, the runtime, the shutdown signal
+//! and exit codes.
 #![warn(missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+pub mod daemon;
 pub mod http;
 
 use http::Response;

@@ -173,9 +173,8 @@ impl Module for DeviceTwin {
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let m = tokio::select! {
-                () = cancel.cancelled() => break,
                 _ = resend.tick() => { w.resend().await; continue; }
-                m = mailbox.recv() => match m { Some(m) => m, None => break },
+                m = mailbox.recv_until(&cancel) => match m { Some(m) => m, None => break },
             };
             let sub = classify(&m);
             let outcome = AssertUnwindSafe(w.handle(m)).catch_unwind().await;

@@ -177,13 +177,12 @@ impl Module for Edged {
 
         loop {
             tokio::select! {
-                () = cancel.cancelled() => break,
                 Some((key, uid)) = done_rx.recv() => {
                     if pods.workers.get(&key).is_some_and(|w| w.uid == uid) {
                         pods.workers.remove(&key);
                     }
                 }
-                m = mailbox.recv() => match m {
+                m = mailbox.recv_until(&cancel) => match m {
                     Some(m) => pods.handle(m).await,
                     None => break,
                 },

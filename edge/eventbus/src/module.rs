@@ -151,8 +151,7 @@ impl Module for EventBus {
         let mut extra_filters = HashSet::new();
         loop {
             tokio::select! {
-                () = cancel.cancelled() => break,
-                msg = mailbox.recv() => {
+                msg = mailbox.recv_until(&cancel) => {
                     let Some(msg) = msg else { break };
                     match convert::plan(&msg, &options.node_name) {
                         Action::Publish { topic, payload } => {

@@ -88,9 +88,8 @@ impl Module for MetaManager {
         });
         loop {
             tokio::select! {
-                () = cancel.cancelled() => break,
                 () = tick(ticker.as_mut()) => worker.sync_pod_status().await,
-                m = mailbox.recv() => match m {
+                m = mailbox.recv_until(&cancel) => match m {
                     Some(m) => worker.handle(m).await,
                     None => break,
                 },

@@ -8,6 +8,7 @@
 //! * [`mqtt`]: one `rumqttc` client with re-subscription after reconnects.
 //! * [`driver`]: the [`DeviceProtocol`] trait and a polling driver (read → `twin/update` when
 //!   changed; delta / get-result → write; unreachable → `offline`, back → `online`).
+//! * [`process`]: a mapper binary's log set-up and shutdown signal.
 //!
 //! Mappers are not beehive modules: they consume no beehive messages. On MQTT they publish
 //! `$hw/events/device/<id>/twin/update`, `.../twin/get`, `.../state/update` and consume
@@ -21,6 +22,7 @@
 pub mod driver;
 mod error;
 pub mod mqtt;
+pub mod process;
 pub mod profile;
 pub mod twin;
 pub mod watch;

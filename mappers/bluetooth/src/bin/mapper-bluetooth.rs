@@ -8,7 +8,7 @@ use bluetooth_mapper::config::Config;
 use bluetooth_mapper::controller::{self, ControllerOptions};
 use bluetooth_mapper::gatt::{SimCentral, SimPeripheral};
 use clap::Parser;
-use mapper_sdk::watch;
+use mapper_sdk::{process, watch};
 use tokio_util::sync::CancellationToken;
 
 /// KubeEdge Bluetooth LE mapper: actions, schedules and a twin watcher for one BLE device of the
@@ -37,11 +37,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    process::init_tracing();
     let args = Args::parse();
     let config = Config::load(&args.config)?;
     let cancel = CancellationToken::new();
@@ -66,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         None => radio(config, profile, options, cancel.clone()).await?,
     };
     tokio::select! {
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = process::shutdown_signal() => tracing::info!("shutting down"),
         r = run => return r.context("controller task")?.map_err(Into::into),
     }
     cancel.cancel();
@@ -98,19 +94,4 @@ async fn radio(
     anyhow::bail!(
         "this build has no BLE radio backend (cargo feature `ble` is off); run with --simulate <peripheral.json> or rebuild with --features ble"
     )
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use mapper_sdk::{DriverOptions, MqttClient, driver, twin, watch};
+use mapper_sdk::{DriverOptions, MqttClient, driver, process, twin, watch};
 use modbus_mapper::ModbusProtocol;
 use tokio_util::sync::CancellationToken;
 
@@ -46,11 +46,7 @@ struct LegacyConf {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    process::init_tracing();
     let mut args = Args::parse();
     if let Some(conf) = &args.conf {
         let text = std::fs::read_to_string(conf).with_context(|| format!("reading {}", conf.display()))?;
@@ -88,24 +84,9 @@ async fn main() -> anyhow::Result<()> {
         options,
         cancel.clone(),
     ));
-    shutdown_signal().await;
+    process::shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
     let _ = run.await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
