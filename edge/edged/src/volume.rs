@@ -350,6 +350,63 @@ pub(crate) fn wants_resources(pod: &k8s::Pod) -> bool {
         .any(|i| i.resource_field_ref.is_some())
 }
 
+/// The keys of a config map (`data` as UTF-8, then `binaryData`).
+fn configmap_data(o: k8s::ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut d: BTreeMap<String, Vec<u8>> = o
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    d.extend(
+        o.binary_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0)),
+    );
+    d
+}
+
+/// The keys of a secret (`data`, then `stringData`).
+fn secret_data(o: k8s::Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut d: BTreeMap<String, Vec<u8>> = o
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    d.extend(
+        o.string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes())),
+    );
+    d
+}
+
+/// The keys of volume `volume`'s source `(what, name, optional)` from metaManager: empty when it
+/// is missing and optional, an error when it is missing otherwise or cannot be read.
+async fn source_data<T: DeserializeOwned>(
+    hive: &Beehive,
+    ns: &str,
+    volume: &str,
+    (what, source, optional): (&'static str, &str, Option<bool>),
+    timeout: Duration,
+    keys: fn(T) -> BTreeMap<String, Vec<u8>>,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let err = |reason: String| Error::Source {
+        volume: volume.to_owned(),
+        what,
+        name: source.to_owned(),
+        reason,
+    };
+    match query::<T>(hive, ns, what, source, timeout).await.map_err(err)? {
+        Some(o) => Ok(keys(o)),
+        None if optional == Some(true) => Ok(BTreeMap::new()),
+        None => Err(err("not found".to_owned())),
+    }
+}
+
 /// Writes the files of `v` when it is a `configMap`, `secret` or `downwardAPI` volume (the
 /// types whose contents come from elsewhere and are kept current); returns its directory, or
 /// `None` for other types.
@@ -365,81 +422,30 @@ async fn write_sourced(
     let name = v.name.as_str();
     let path = if let Some(cm) = &v.config_map {
         let dir = base.join("kubernetes.io~configmap").join(name);
-        let cm_name = cm.name.clone();
-        let obj: Option<k8s::ConfigMap> = query(hive, &id.namespace, "configmap", &cm_name, timeout)
-            .await
-            .map_err(|reason| Error::Source {
-                volume: name.to_owned(),
-                what: "configmap",
-                name: cm_name.clone(),
-                reason,
-            })?;
-        let data = match obj {
-            Some(o) => {
-                let mut d: BTreeMap<String, Vec<u8>> = o
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                d.extend(
-                    o.binary_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0)),
-                );
-                d
-            }
-            None if cm.optional == Some(true) => BTreeMap::new(),
-            None => {
-                return Err(Error::Source {
-                    volume: name.to_owned(),
-                    what: "configmap",
-                    name: cm_name,
-                    reason: "not found".to_owned(),
-                });
-            }
-        };
+        let data = source_data(
+            hive,
+            &id.namespace,
+            name,
+            ("configmap", &cm.name, cm.optional),
+            timeout,
+            configmap_data,
+        )
+        .await?;
         let mode = mode_of(cm.default_mode, 0o644);
         write_files(name, &dir, &project(data, cm.items.as_deref(), mode))?;
         dir
     } else if let Some(sec) = &v.secret {
         let dir = base.join("kubernetes.io~secret").join(name);
         let sec_name = sec.secret_name.clone().unwrap_or_default();
-        let obj: Option<k8s::Secret> = query(hive, &id.namespace, "secret", &sec_name, timeout)
-            .await
-            .map_err(|reason| Error::Source {
-                volume: name.to_owned(),
-                what: "secret",
-                name: sec_name.clone(),
-                reason,
-            })?;
-        let data = match obj {
-            Some(o) => {
-                let mut d: BTreeMap<String, Vec<u8>> = o
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                d.extend(
-                    o.string_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes())),
-                );
-                d
-            }
-            None if sec.optional == Some(true) => BTreeMap::new(),
-            None => {
-                return Err(Error::Source {
-                    volume: name.to_owned(),
-                    what: "secret",
-                    name: sec_name,
-                    reason: "not found".to_owned(),
-                });
-            }
-        };
+        let data = source_data(
+            hive,
+            &id.namespace,
+            name,
+            ("secret", &sec_name, sec.optional),
+            timeout,
+            secret_data,
+        )
+        .await?;
         let mode = mode_of(sec.default_mode, 0o644);
         write_files(name, &dir, &project(data, sec.items.as_deref(), mode))?;
         dir
