@@ -16,7 +16,6 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::Secret;
 use ke_pki::token::{self, Token};
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -41,19 +40,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn get(args: Args) -> anyhow::Result<Token> {
-    let config = match &args.kube_config {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let client = match &args.kube_config {
+        Some(path) => crate::k8s::client(path, "").await?,
+        None => {
+            let config = kube::Config::infer()
                 .await
-                .with_context(|| format!("using kubeconfig {}", path.display()))?
+                .context("no Kubernetes configuration found: pass --kube-config PATH")?;
+            kube::Client::try_from(config).context("building the Kubernetes client")?
         }
-        None => kube::Config::infer()
-            .await
-            .context("no Kubernetes configuration found: pass --kube-config PATH")?,
     };
-    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     let secrets: Api<Secret> = Api::namespaced(client, token::SECRET_NAMESPACE);
     let what = format!("Secret {}/{}", token::SECRET_NAMESPACE, token::SECRET_NAME);
     let secret = secrets

@@ -161,13 +161,7 @@ async fn init(mut args: Args) -> anyhow::Result<()> {
     rec.write(&config_file, yaml.as_bytes(), 0o644)?;
     rec.config = config_file;
     let queue = PathBuf::from(&cfg.modules.cloudhub.queue_store);
-    for f in [
-        queue.clone(),
-        with_suffix(&queue, "-wal"),
-        with_suffix(&queue, "-shm"),
-    ] {
-        rec.track_new(&f)?;
-    }
+    rec.track_new_sqlite(&queue)?;
     if let Some(sock) = cfg.modules.cloudhub.unix_socket.path() {
         rec.track_new(sock)?;
     }
@@ -204,12 +198,6 @@ async fn init(mut args: Args) -> anyhow::Result<()> {
         args.port,
     );
     Ok(())
-}
-
-fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 fn cloudcore_config(

@@ -265,6 +265,17 @@ impl Record {
         self.track(file)
     }
 
+    /// Notes a SQLite database a daemon will create, with its `-wal`, `-shm` and `-journal`
+    /// companions (each unless it exists already).
+    pub(crate) fn track_new_sqlite(&mut self, db: &Path) -> anyhow::Result<()> {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut f = db.as_os_str().to_owned();
+            f.push(suffix);
+            self.track_new(Path::new(&f))?;
+        }
+        Ok(())
+    }
+
     /// Writes `contents` to `file` (mode `mode`), creating and recording its directories.
     pub(crate) fn write(&mut self, file: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;

@@ -233,9 +233,7 @@ async fn join(args: Args) -> anyhow::Result<()> {
     rec.write(&config_file, yaml.as_bytes(), 0o644)?;
     rec.config = config_file;
     // What edgecore creates: its database, edged's pod dirs.
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        rec.track_new(&PathBuf::from(format!("{}{suffix}", db.display())))?;
-    }
+    rec.track_new_sqlite(&db)?;
     rec.mkdir(&PathBuf::from("/var/lib/edged/pods"))?;
     println!("      {} (node {node}, IP {node_ip})", rec.config.display());
 
