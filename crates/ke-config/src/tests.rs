@@ -1,4 +1,4 @@
-//! Tests against the real v1.2.1 outputs in `shared/ground-truth/`, plus loading, error and
+//! Tests against the real v1.2.1 outputs in `tests/fixtures/ground-truth/`, plus loading, error and
 //! validation behaviour of both configurations.
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use crate::*;
 
 fn ground_truth(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/ground-truth")
+        .join("../../tests/fixtures/ground-truth")
         .join(name)
 }
 

@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn transcript_payloads_round_trip_byte_for_byte() {
-        // Lines of shared/ground-truth/mqtt-twin-transcript.log (v1.2.1 edge output).
+        // Lines of tests/fixtures/ground-truth/mqtt-twin-transcript.log (v1.2.1 edge output).
         round_trip::<MembershipUpdate>(
             r#"{"event_id":"fafbbbc3","timestamp":1795564547558,"added_devices":[{"id":"sensor-tag-01","name":"sensor-tag-01","description":"IntegrationTest","state":"unknown","attributes":{"model":{"value":"CC2650","optional":true,"metadata":{"type":"string"}}},"twin":{"temperature":{"expected":{"value":"20","metadata":{"timestamp":1700000000}},"actual":{"value":"19","metadata":{"timestamp":1700000000}},"optional":true,"metadata":{"type":"string"}}}}],"removed_devices":null}"#,
         );

@@ -1,6 +1,6 @@
 //! Device twin end to end: a real cloudcore and a real edgecore (twin + eventbus), devices added
 //! the way the cloud adds them (a `membership` message injected through cloudcore's unix socket),
-//! and a real MQTT client playing the device, replaying `shared/ground-truth/mqtt-twin-transcript.log`.
+//! and a real MQTT client playing the device, replaying `tests/fixtures/ground-truth/mqtt-twin-transcript.log`.
 //!
 //! The membership message travels on cloudhub's fire-and-forget lane and the twin does not answer
 //! it (as v1.2), so the unix-socket request is sent with a short timeout whose error is ignored;
@@ -463,7 +463,7 @@ async fn twin_reproduces_the_v1_2_transcript_over_the_embedded_broker() {
 /// Name, declared type, NOT NULL, primary key.
 type Column = (&'static str, &'static str, bool, bool);
 
-/// `sqlite_master` and `PRAGMA table_info` equal `shared/ground-truth/edgecore-db-schema.sql`.
+/// `sqlite_master` and `PRAGMA table_info` equal `tests/fixtures/ground-truth/edgecore-db-schema.sql`.
 fn check_schema(db: &ke_store::rusqlite::Connection) {
     let mut names: Vec<String> = db
         .prepare("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
