@@ -9,7 +9,8 @@
 //!   edge acks it (`response` whose `parent_msg_id` is its id).
 //!
 //! Improvements over v1.2: an insert/update whose version the edge has already acked is not sent
-//! again (the synccontroller re-offers an object until its ObjectSync is written, which trails the
+//! again, nor a delete of an object instance (UID) whose delete the edge has acked (the
+//! synccontroller re-offers an object until its ObjectSync is written or removed, which trails the
 //! ack; v1.2 sent such duplicates); resource versions compare numerically; up to `window` messages are in
 //! flight at once instead of stop-and-wait; an unacked message is resent with exponential back-off
 //! for as long as it takes (v1.2 gave up after four resends), and survives disconnects.
@@ -94,6 +95,14 @@ fn object_key(key: &str) -> &str {
     key.split_once(REPLY_SEP).map_or(key, |(k, _)| k)
 }
 
+/// `metadata.uid` of a message's content, when it has one.
+fn uid_of(msg: &Message) -> Option<&str> {
+    msg.content
+        .pointer("/metadata/uid")
+        .and_then(serde_json::Value::as_str)
+        .filter(|u| !u.is_empty())
+}
+
 fn is_delete(msg: &Message) -> bool {
     msg.operation() == op::DELETE
         || msg
@@ -147,6 +156,18 @@ pub struct NodeQueue {
     /// Key → resource version of the live object the edge last acked (removed when its delete is
     /// acked): one entry per object the node holds.
     acked: HashMap<String, String>,
+    /// Key → UID of the object whose `delete` the edge acked last, until a live version of the key
+    /// is acked again. At most `limit` of them, the oldest forgotten first (`tombstone_order`): a
+    /// forgotten one only costs a duplicate delete, which the edge acks as a no-op.
+    tombstones: HashMap<String, Tombstone>,
+    tombstone_order: VecDeque<(u64, String)>,
+    tombstone_seq: u64,
+}
+
+#[derive(Debug)]
+struct Tombstone {
+    uid: String,
+    seq: u64,
 }
 
 impl NodeQueue {
@@ -160,6 +181,9 @@ impl NodeQueue {
             pending: VecDeque::new(),
             inflight: HashMap::new(),
             acked: HashMap::new(),
+            tombstones: HashMap::new(),
+            tombstone_order: VecDeque::new(),
+            tombstone_seq: 0,
         }
     }
 
@@ -203,6 +227,11 @@ impl NodeQueue {
                 .acked
                 .get(&key)
                 .is_some_and(|rv| !newer(&msg.header.resource_version, rv))
+        {
+            return Ok(Admit::Stale);
+        }
+        if msg.operation() == op::DELETE
+            && uid_of(&msg).is_some_and(|uid| self.tombstones.get(&key).is_some_and(|t| t.uid == uid))
         {
             return Ok(Admit::Stale);
         }
@@ -256,16 +285,42 @@ impl NodeQueue {
             let key = object_key(&f.key).to_owned();
             if is_delete(&e.msg) {
                 self.acked.remove(&key);
-            } else if self
-                .acked
-                .get(&key)
-                .is_none_or(|rv| newer(&e.msg.header.resource_version, rv))
-            {
-                self.acked.insert(key, e.msg.header.resource_version.clone());
+                if e.msg.operation() == op::DELETE
+                    && let Some(uid) = uid_of(&e.msg)
+                {
+                    self.remember_delete(key, uid.to_owned());
+                }
+            } else {
+                self.tombstones.remove(&key);
+                if self
+                    .acked
+                    .get(&key)
+                    .is_none_or(|rv| newer(&e.msg.header.resource_version, rv))
+                {
+                    self.acked.insert(key, e.msg.header.resource_version.clone());
+                }
             }
             Some(e.msg)
         } else {
             None
+        }
+    }
+
+    /// Records that the edge acked the delete of `key`'s instance `uid`, forgetting the oldest
+    /// such record beyond `limit`.
+    fn remember_delete(&mut self, key: String, uid: String) {
+        self.tombstone_seq += 1;
+        let seq = self.tombstone_seq;
+        self.tombstones.insert(key.clone(), Tombstone { uid, seq });
+        self.tombstone_order.push_back((seq, key));
+        while self.tombstone_order.len() > self.limit {
+            let Some((old_seq, old)) = self.tombstone_order.pop_front() else {
+                break;
+            };
+            // An older record of a key deleted again since is not the live one.
+            if self.tombstones.get(&old).is_some_and(|t| t.seq == old_seq) {
+                self.tombstones.remove(&old);
+            }
         }
     }
 
@@ -417,6 +472,67 @@ mod tests {
             q.push(obj("insert", "default/configmap/c", "3")).unwrap(),
             Admit::Queued
         );
+    }
+
+    #[test]
+    fn a_delete_the_edge_acked_is_not_sent_again() {
+        let mut q = NodeQueue::new("n1", 10);
+        let now = Instant::now();
+        let with_uid = |op: &str, rv: &str, uid: &str| {
+            Message::new(
+                "edgecontroller",
+                "resource",
+                op,
+                "node/n1/default/pod/p",
+                json!({"metadata": {"name": "p", "namespace": "default", "uid": uid}}),
+            )
+            .with_resource_version(rv)
+        };
+        q.push(with_uid("insert", "5", "u1")).unwrap();
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        q.push(with_uid("delete", "6", "u1")).unwrap();
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        // The synccontroller re-offers the delete (stub at the recorded version) before the
+        // ObjectSync is removed: the edge has it already.
+        assert_eq!(q.push(with_uid("delete", "5", "u1")).unwrap(), Admit::Stale);
+        assert!(q.next(8, now).is_none());
+        // Another instance of the name is not covered by that delete.
+        assert_eq!(q.push(with_uid("delete", "9", "u2")).unwrap(), Admit::Queued);
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        // A re-created object that reached the edge can be deleted again.
+        q.push(with_uid("insert", "10", "u1")).unwrap();
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        assert_eq!(q.push(with_uid("delete", "11", "u1")).unwrap(), Admit::Queued);
+    }
+
+    #[test]
+    fn acked_deletes_are_remembered_within_the_bound() {
+        let mut q = NodeQueue::new("n1", 2);
+        let now = Instant::now();
+        let del = |name: &str| {
+            Message::new(
+                "edgecontroller",
+                "resource",
+                "delete",
+                format!("node/n1/default/configmap/{name}"),
+                json!({"metadata": {"name": name, "uid": format!("uid-{name}")}}),
+            )
+            .with_resource_version("1")
+        };
+        for name in ["a", "b", "c"] {
+            q.push(del(name)).unwrap();
+            let m = q.next(8, now).unwrap();
+            assert!(q.ack(m.id()).is_some());
+        }
+        assert_eq!(q.tombstones.len(), 2);
+        assert_eq!(q.push(del("c")).unwrap(), Admit::Stale);
+        assert_eq!(q.push(del("b")).unwrap(), Admit::Stale);
+        // The oldest record is forgotten: at worst one duplicate delete.
+        assert_eq!(q.push(del("a")).unwrap(), Admit::Queued);
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use ke_store::{Store, StoreOptions, rusqlite};
 
 fn ground_truth() -> BTreeMap<String, String> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ground-truth/edgecore-db-schema.sql");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/ground-truth/edgecore-db-schema.sql");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("read ground truth {}: {e}", path.display()));
     text.split(';')
