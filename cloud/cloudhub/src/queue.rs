@@ -9,9 +9,10 @@
 //!   edge acks it (`response` whose `parent_msg_id` is its id).
 //!
 //! Improvements over v1.2: an insert/update whose version the edge has already acked is not sent
-//! again, nor a delete of an object instance (UID) whose delete the edge has acked (the
-//! synccontroller re-offers an object until its ObjectSync is written or removed, which trails the
-//! ack; v1.2 sent such duplicates); resource versions compare numerically; up to `window` messages are in
+//! again, nor — for [`TOMBSTONE_TTL`] — a delete of an object instance (UID) whose delete the edge
+//! has acked or has in flight, nor a UID-less delete of its name (the synccontroller re-offers an
+//! object until its ObjectSync is written or removed, which trails the ack, and the upstream answers
+//! a status report for a pod the cloud no longer has with a delete; v1.2 sent such duplicates); resource versions compare numerically; up to `window` messages are in
 //! flight at once instead of stop-and-wait; an unacked message is resent with exponential back-off
 //! for as long as it takes (v1.2 gave up after four resends), and survives disconnects.
 //!
@@ -103,6 +104,17 @@ fn uid_of(msg: &Message) -> Option<&str> {
         .filter(|u| !u.is_empty())
 }
 
+/// A delete of instance `done` (`None`: of any instance) makes the delete `msg` redundant: `msg`
+/// names no instance (the upstream's "gone in the cloud" reply to a pod status carries no UID) or
+/// the same one.
+fn delete_covers(done: Option<&str>, msg: &Message) -> bool {
+    match (done, uid_of(msg)) {
+        (_, None) => true,
+        (Some(a), Some(b)) => a == b,
+        (None, Some(_)) => false,
+    }
+}
+
 fn is_delete(msg: &Message) -> bool {
     msg.operation() == op::DELETE
         || msg
@@ -168,7 +180,14 @@ pub struct NodeQueue {
 struct Tombstone {
     uid: String,
     seq: u64,
+    acked_at: Instant,
 }
+
+/// How long an acked delete makes a re-offered one redundant. The re-offers it is for come within
+/// seconds (the synccontroller's pass before ObjectSync removal, the upstream's reply to a status
+/// report sent before the edge applied the delete); past that, a delete is sent again, so that an
+/// edge that somehow still holds the object (a database restored from a backup) is told again.
+pub const TOMBSTONE_TTL: Duration = Duration::from_secs(120);
 
 impl NodeQueue {
     /// An empty queue for `node` with the given bound.
@@ -189,9 +208,14 @@ impl NodeQueue {
 
     /// Offers a message.
     pub fn push(&mut self, msg: Message) -> Result<Admit, QueueFull> {
+        self.push_at(msg, Instant::now())
+    }
+
+    /// Offers a message at `now`.
+    pub fn push_at(&mut self, msg: Message, now: Instant) -> Result<Admit, QueueFull> {
         match classify(&msg) {
             Lane::List => Ok(self.push_list(msg)),
-            Lane::Acked(key) => self.push_acked(key, msg),
+            Lane::Acked(key) => self.push_acked(key, msg, now),
         }
     }
 
@@ -209,8 +233,16 @@ impl NodeQueue {
         Admit::Queued
     }
 
-    fn push_acked(&mut self, key: String, msg: Message) -> Result<Admit, QueueFull> {
+    fn push_acked(&mut self, key: String, msg: Message, now: Instant) -> Result<Admit, QueueFull> {
         if let Some(e) = self.entries.get_mut(&key) {
+            // A second delete of the instance already being deleted (or of whatever the name
+            // holds: a delete without a UID) adds nothing, whatever its version says.
+            if msg.operation() == op::DELETE
+                && e.msg.operation() == op::DELETE
+                && delete_covers(uid_of(&e.msg), &msg)
+            {
+                return Ok(Admit::Stale);
+            }
             let delete_over_live = is_delete(&msg) && !is_delete(&e.msg);
             if !delete_over_live && !newer(&msg.header.resource_version, &e.msg.header.resource_version) {
                 return Ok(Admit::Stale);
@@ -231,7 +263,9 @@ impl NodeQueue {
             return Ok(Admit::Stale);
         }
         if msg.operation() == op::DELETE
-            && uid_of(&msg).is_some_and(|uid| self.tombstones.get(&key).is_some_and(|t| t.uid == uid))
+            && self.tombstones.get(&key).is_some_and(|t| {
+                now.saturating_duration_since(t.acked_at) < TOMBSTONE_TTL && delete_covers(Some(&t.uid), &msg)
+            })
         {
             return Ok(Admit::Stale);
         }
@@ -275,6 +309,11 @@ impl NodeQueue {
     /// Handles an ack. Returns the acked message when it is the newest version of its object (it
     /// then leaves the queue); `None` for an unknown id or a superseded version.
     pub fn ack(&mut self, parent_id: &str) -> Option<Message> {
+        self.ack_at(parent_id, Instant::now())
+    }
+
+    /// [`ack`](Self::ack) at `now`.
+    pub fn ack_at(&mut self, parent_id: &str, now: Instant) -> Option<Message> {
         let f = self.inflight.remove(parent_id)?;
         let current = self
             .entries
@@ -288,7 +327,7 @@ impl NodeQueue {
                 if e.msg.operation() == op::DELETE
                     && let Some(uid) = uid_of(&e.msg)
                 {
-                    self.remember_delete(key, uid.to_owned());
+                    self.remember_delete(key, uid.to_owned(), now);
                 }
             } else {
                 self.tombstones.remove(&key);
@@ -308,10 +347,17 @@ impl NodeQueue {
 
     /// Records that the edge acked the delete of `key`'s instance `uid`, forgetting the oldest
     /// such record beyond `limit`.
-    fn remember_delete(&mut self, key: String, uid: String) {
+    fn remember_delete(&mut self, key: String, uid: String, now: Instant) {
         self.tombstone_seq += 1;
         let seq = self.tombstone_seq;
-        self.tombstones.insert(key.clone(), Tombstone { uid, seq });
+        self.tombstones.insert(
+            key.clone(),
+            Tombstone {
+                uid,
+                seq,
+                acked_at: now,
+            },
+        );
         self.tombstone_order.push_back((seq, key));
         while self.tombstone_order.len() > self.limit {
             let Some((old_seq, old)) = self.tombstone_order.pop_front() else {
@@ -507,6 +553,59 @@ mod tests {
         let m = q.next(8, now).unwrap();
         assert!(q.ack(m.id()).is_some());
         assert_eq!(q.push(with_uid("delete", "11", "u1")).unwrap(), Admit::Queued);
+    }
+
+    #[test]
+    fn a_delete_without_uid_is_covered_by_a_pending_or_acked_delete() {
+        let mut q = NodeQueue::new("n1", 10);
+        let now = Instant::now();
+        let msg = |op: &str, rv: &str, uid: Option<&str>| {
+            let mut meta = json!({"name": "p", "namespace": "default"});
+            if let Some(u) = uid {
+                meta["uid"] = json!(u);
+            }
+            Message::new(
+                "edgecontroller",
+                "resource",
+                op,
+                "node/n1/default/pod/p",
+                json!({"metadata": meta}),
+            )
+            .with_resource_version(rv)
+        };
+        q.push(msg("insert", "5", Some("u1"))).unwrap();
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        // The watch's delete is in flight when the edge's status report for the pod makes the
+        // upstream send its own "gone" delete (no version, no UID): it is not sent again.
+        q.push(msg("delete", "6", Some("u1"))).unwrap();
+        let first = q.next(8, now).unwrap();
+        assert_eq!(q.push(msg("delete", "", None)).unwrap(), Admit::Stale);
+        assert!(q.next(8, now).is_none());
+        assert!(q.ack(first.id()).is_some());
+        // Nor once it is acked.
+        assert_eq!(q.push(msg("delete", "", None)).unwrap(), Admit::Stale);
+        assert!(q.next(8, now).is_none());
+        // Without any delete before it, such a delete goes out.
+        q.push(msg("insert", "7", Some("u2"))).unwrap();
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack(m.id()).is_some());
+        assert_eq!(q.push(msg("delete", "", None)).unwrap(), Admit::Queued);
+        // An acked delete covers re-offers for a while only: an edge still reporting the object
+        // long after is told again.
+        let mut q = NodeQueue::new("n1", 10);
+        q.push_at(msg("delete", "6", Some("u1")), now).unwrap();
+        let m = q.next(8, now).unwrap();
+        assert!(q.ack_at(m.id(), now).is_some());
+        let soon = now + TOMBSTONE_TTL / 2;
+        assert_eq!(q.push_at(msg("delete", "", None), soon).unwrap(), Admit::Stale);
+        let later = now + TOMBSTONE_TTL;
+        assert_eq!(q.push_at(msg("delete", "", None), later).unwrap(), Admit::Queued);
+        // A delete of another instance while one is pending still replaces it (newer version).
+        let mut q = NodeQueue::new("n1", 10);
+        q.push(msg("delete", "6", Some("u1"))).unwrap();
+        assert_eq!(q.push(msg("delete", "8", Some("u2"))).unwrap(), Admit::Queued);
+        assert_eq!(q.next(8, now).unwrap().content["metadata"]["uid"], "u2");
     }
 
     #[test]
