@@ -585,7 +585,7 @@ impl CloudHub {
                     return;
                 }
                 Ok(Err(e)) => {
-                    if matches!(e, LinkError::BadFrame(_)) {
+                    if e.is_bad_frame() {
                         self.inner.metrics.bad_frames.inc();
                         warn!(node = %node.name, error = %e, "dropping edge that sent a bad frame");
                     } else {
@@ -686,7 +686,7 @@ impl CloudHub {
         }
         match tokio::time::timeout(self.inner.opts.write_timeout, tx.send(&m)).await {
             Ok(Ok(())) => {
-                self.inner.metrics.count_out(m.operation());
+                self.inner.metrics.count_out(&m);
                 true
             }
             Ok(Err(e)) => {

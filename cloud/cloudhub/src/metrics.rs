@@ -18,7 +18,7 @@ pub struct HubMetrics {
     pub refused: Counter,
     /// Envelopes received from edges, by operation.
     pub messages_in: Family<OpLabels, Counter>,
-    /// Envelopes written to edges, by operation.
+    /// Envelopes written to edges, by operation and object kind.
     pub messages_out: Family<OpLabels, Counter>,
     /// Messages queued for all nodes (both lanes).
     pub queue_depth: Gauge,
@@ -82,9 +82,19 @@ impl HubMetrics {
             .inc();
     }
 
-    pub(crate) fn count_out(&self, op: &str) {
+    /// Counts a message written to an edge, by operation and by the kind of object it carries
+    /// (`kind` = the resource's kind for group `resource`, e.g. `pod`, `configmap`, `service`;
+    /// `other` for twin, membership and control messages).
+    pub(crate) fn count_out(&self, msg: &ke_core::Message) {
+        let kind = (msg.group() == ke_core::names::group::RESOURCE)
+            .then(|| ke_core::resource::Resource::parse(msg.resource()))
+            .flatten()
+            .map_or("other", |r| r.kind);
         self.messages_out
-            .get_or_create(&vec![("operation", op.to_owned())])
+            .get_or_create(&vec![
+                ("operation", msg.operation().to_owned()),
+                ("kind", kind.to_owned()),
+            ])
             .inc();
     }
 }

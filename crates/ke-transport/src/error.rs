@@ -46,6 +46,24 @@ pub enum LinkError {
     Invalid(String),
 }
 
+impl LinkError {
+    /// The peer broke the protocol — a frame that is not an envelope, one over the size limit,
+    /// text that is not UTF-8, an unmasked or otherwise malformed WebSocket frame — as opposed to
+    /// the link failing or closing. Such a peer is dropped and counted as a bad peer.
+    pub fn is_bad_frame(&self) -> bool {
+        use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+        match self {
+            LinkError::BadFrame(_) => true,
+            LinkError::WebSocket(WsError::Capacity(_) | WsError::Utf8(_) | WsError::AttackAttempt) => true,
+            // A reset without a close frame is a link that died, not a bad peer.
+            LinkError::WebSocket(WsError::Protocol(p)) => {
+                !matches!(p, ProtocolError::ResetWithoutClosingHandshake)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Why a connection was refused at the upgrade step. Carried to the peer as an HTTP status (WebSocket)
 /// or a `nack` (QUIC).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,3 +87,34 @@ impl Refusal {
 
 /// Result with [`LinkError`].
 pub type Result<T, E = LinkError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod bad_frame_tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+
+    #[test]
+    fn protocol_violations_are_bad_frames_and_dead_links_are_not() {
+        let bad = [
+            LinkError::WebSocket(WsError::Utf8("invalid".into())),
+            LinkError::WebSocket(WsError::Capacity(CapacityError::MessageTooLong {
+                size: 9,
+                max_size: 8,
+            })),
+            LinkError::WebSocket(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
+            LinkError::WebSocket(WsError::AttackAttempt),
+        ];
+        for e in &bad {
+            assert!(e.is_bad_frame(), "{e}");
+        }
+        let not = [
+            LinkError::WebSocket(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
+            LinkError::WebSocket(WsError::ConnectionClosed),
+            LinkError::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            LinkError::HandshakeTimeout(std::time::Duration::from_secs(1)),
+        ];
+        for e in &not {
+            assert!(!e.is_bad_frame(), "{e}");
+        }
+    }
+}

@@ -341,7 +341,7 @@ async fn queued_messages_survive_a_cloudcore_restart_and_arrive_once() {
     assert_eq!(
         metric(
             &cloud.metrics,
-            "cloudhub_messages_out_total{operation=\"insert\"}"
+            "cloudhub_messages_out_total{operation=\"insert\",kind=\"pod\"}"
         )
         .await,
         Some(20.0)
