@@ -317,7 +317,8 @@ impl Downstream {
             Change::Added(n) => {
                 let name = n.name_any();
                 info!(node = %name, ready = node_ready(&n), "edge node known");
-                // Pods bound before the node was known as an edge node.
+                // Pods bound before the node was known as an edge node, and what they mount.
+                let mut configs = HashSet::new();
                 for pod in self.pods.values().filter(|p| pod_node(p) == Some(name.as_str())) {
                     let operation = if pod.metadata.deletion_timestamp.is_some() {
                         op::UPDATE
@@ -325,6 +326,12 @@ impl Downstream {
                         op::INSERT
                     };
                     self.send(pod_message(&name, operation, pod));
+                    let (cms, secrets) = pod_references(pod);
+                    configs.extend(cms.into_iter().map(|k| (kind::CONFIGMAP, k)));
+                    configs.extend(secrets.into_iter().map(|k| (kind::SECRET, k)));
+                }
+                for (kind, key) in &configs {
+                    self.send_config(&name, kind, key);
                 }
                 (name, node_ready(&n))
             }
@@ -388,15 +395,57 @@ impl Downstream {
         }
     }
 
+    /// Records which config maps and secrets `pod` makes its node need, and sends the node those
+    /// it did not need before and that exist already: an object created before its pod (or whose
+    /// event was handled first, as after a cloudcore restart, when every watch starts with a full
+    /// list) would otherwise reach the edge only when it next changes.
     fn remember_references(&mut self, pod: &Pod) {
         let Some(node) = pod_node(pod) else { return };
         let (cms, secrets) = pod_references(pod);
+        let mut new = Vec::new();
         for k in cms {
-            self.configmap_nodes.entry(k).or_default().insert(node.to_owned());
+            if self
+                .configmap_nodes
+                .entry(k.clone())
+                .or_default()
+                .insert(node.to_owned())
+            {
+                new.push((kind::CONFIGMAP, k));
+            }
         }
         for k in secrets {
-            self.secret_nodes.entry(k).or_default().insert(node.to_owned());
+            if self
+                .secret_nodes
+                .entry(k.clone())
+                .or_default()
+                .insert(node.to_owned())
+            {
+                new.push((kind::SECRET, k));
+            }
         }
+        if self.is_edge(node) {
+            for (kind, key) in new {
+                self.send_config(node, kind, &key);
+            }
+        }
+    }
+
+    /// Sends the cached config map or secret `key` to `node`, when the cache has it (as its
+    /// watch's `Added` would: config maps `insert`, secrets `update`, as v1.2).
+    fn send_config(&self, node: &str, kind: &'static str, key: &str) {
+        let (ns, name) = split_key(key);
+        let (rv, content, operation) = if kind == kind::SECRET {
+            let Some(o) = self.caches.secrets.get(ns, name) else {
+                return;
+            };
+            (o.resource_version().unwrap_or_default(), to_json(&*o), op::UPDATE)
+        } else {
+            let Some(o) = self.caches.configmaps.get(ns, name) else {
+                return;
+            };
+            (o.resource_version().unwrap_or_default(), to_json(&*o), op::INSERT)
+        };
+        self.send(messages::object(node, operation, ns, kind, name, &rv, content));
     }
 
     // ---- config maps and secrets --------------------------------------------------------------

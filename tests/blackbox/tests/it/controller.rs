@@ -249,6 +249,21 @@ spec:
     })
     .await;
 
+    // A config map that exists before the pod mounting it reaches the edge with the pod (it
+    // used to wait for its next change; after a cloudcore restart, every object is "before").
+    k8s.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: early, namespace: {ns}}}\ndata: {{a: early}}\n"
+    ));
+    k8s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: late, namespace: {ns}}}\nspec:\n  nodeName: {edge_node}\n  automountServiceAccountToken: false\n  containers: [{{name: c, image: busybox}}]\n  volumes: [{{name: v, configMap: {{name: early}}}}]\n"
+    ));
+    let early = format!("{ns}/configmap/early");
+    eventually(T, "the earlier config map at the edge with its pod", || {
+        let v = edge.meta(&early).filter(|(_, v)| v.contains("early"));
+        async move { v }
+    })
+    .await;
+
     // --- pod status from the edge, and a disconnect -------------------------------------------
     k8s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: st, namespace: {ns}}}\nspec:\n  nodeName: {fake_node}\n  automountServiceAccountToken: false\n  containers: [{{name: c, image: busybox}}]\n"
