@@ -19,7 +19,7 @@ fn by_node(node: &str) -> HashMap<String, String> {
 }
 
 /// Removes the node's sandboxes and containers by id, even when the test fails.
-struct Cleanup(String);
+pub(crate) struct Cleanup(pub(crate) String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
