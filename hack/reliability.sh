@@ -35,6 +35,8 @@ T0=$(date +%s)
   echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 } | tee "$LOG"
 
+"$ROOT/hack/ensure-toolchain.sh"
+. "$ROOT/hack/clone-target.sh"
 cargo build --workspace --bins --locked 2>&1 | tail -1
 # One scenario at a time: they would otherwise compete for the two cores and skew the figures.
 status=0
