@@ -80,6 +80,13 @@ else
 fi
 cargo test --workspace --doc --locked
 
+if [ "${KE_SKIP_FUZZ:-0}" != 1 ]; then
+  # The short form of the reliability suite's fuzzing: every cargo-fuzz target for a few seconds
+  # (hack/reliability.sh runs them longer). Installs cargo-fuzz under $STATE the first time.
+  phase "fuzz (short)"
+  "$ROOT/hack/fuzz.sh" "${KE_FUZZ_SECS:-10}"
+fi
+
 if [ -x "$ROOT/hack/test-local-k8s.sh" ] && [ "${KE_SKIP_K8S:-0}" != 1 ]; then
   phase "local Kubernetes control plane"
   "$ROOT/hack/test-local-k8s.sh"
