@@ -33,6 +33,12 @@ use crate::downstream::EDGE_NODE_LABEL;
 use crate::messages::{self, object_resource};
 use crate::{Error, Options, Result};
 
+/// Read-modify-write attempts of a status update that meets a conflict. A node that has just
+/// registered is modified several times in its first second by kube-controller-manager (taints,
+/// annotations, its own status fields): two attempts were not always enough, and the edge's node
+/// status was dropped (seen in a test against a freshly started control plane).
+const CONFLICT_ATTEMPTS: u32 = 5;
+
 /// `NodeStatusRequest` as edged sends it (Go field names, no JSON tags).
 #[derive(Debug, Deserialize)]
 pub struct NodeStatusRequest {
@@ -352,7 +358,7 @@ impl Upstream {
                 Err(e) => return Err(api_err(format!("annotate node {name}"))(e)),
             }
         }
-        for attempt in 0..2 {
+        for attempt in 1..=CONFLICT_ATTEMPTS {
             let Some(mut n) = api
                 .get_opt(name)
                 .await
@@ -374,7 +380,7 @@ impl Upstream {
                     let rv = updated.resource_version().unwrap_or_default();
                     return self.node_reply(m, node, r, &rv, true);
                 }
-                Err(e) if attempt == 0 && is_conflict(&e) => continue,
+                Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => continue,
                 Err(e) => return Err(api_err(format!("update status of node {name}"))(e)),
             }
         }
@@ -419,7 +425,7 @@ impl Upstream {
         req: PodStatusRequest,
     ) -> Result<()> {
         let name = req.name.as_str();
-        for attempt in 0..2 {
+        for attempt in 1..=CONFLICT_ATTEMPTS {
             let Some(mut pod) = api
                 .get_opt(name)
                 .await
@@ -442,7 +448,7 @@ impl Upstream {
             pod.status = Some(status);
             match api.replace_status(name, &PostParams::default(), &pod).await {
                 Ok(_) => {}
-                Err(e) if attempt == 0 && is_conflict(&e) => continue,
+                Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => continue,
                 Err(e) => return Err(api_err(format!("update status of pod {ns}/{name}"))(e)),
             }
             if finished {
@@ -504,7 +510,7 @@ impl Upstream {
     /// Pods are left alone — the edge keeps running them while offline.
     pub async fn mark_disconnected(&self, node: &str) -> Result<()> {
         let api: Api<Node> = Api::all(self.client.clone());
-        for attempt in 0..2 {
+        for attempt in 1..=CONFLICT_ATTEMPTS {
             let Some(mut n) = api
                 .get_opt(node)
                 .await
@@ -544,7 +550,7 @@ impl Upstream {
                     info!(%node, "edge disconnected: node Ready=Unknown");
                     return Ok(());
                 }
-                Err(e) if attempt == 0 && is_conflict(&e) => continue,
+                Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => continue,
                 Err(e) => return Err(api_err(format!("update status of node {node}"))(e)),
             }
         }
