@@ -262,7 +262,14 @@ mod tests {
         let log = tempfile::tempdir().unwrap();
         let mut d = a.daemon("sleeper", Path::new("/bin/sleep"), &["600"], log.path());
         let pid = d.pid();
-        assert_eq!(a.pids(), vec![pid], "the daemon's PID is the binary's own");
+        // `ip netns exec` enters the namespace after the spawn returns: wait until it has.
+        let start = std::time::Instant::now();
+        let mut inside = a.pids();
+        while inside.is_empty() && start.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            inside = a.pids();
+        }
+        assert_eq!(inside, vec![pid], "the daemon's PID is the binary's own");
         let (name, host_if) = (a.name().to_owned(), a.host_if().to_owned());
         drop((la, lb));
         drop(a);
