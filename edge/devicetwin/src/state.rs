@@ -319,7 +319,9 @@ pub(crate) fn apply_local(
                 value: v.to_owned(),
                 ts: Some(now),
             });
-            version.edge += 1;
+            // Saturating: a cloud message may set the edge version to i64::MAX; wrapping would
+            // make versions go backwards (found by the twin_payload fuzz target).
+            version.edge = version.edge.saturating_add(1);
             let (msg, ver) = (side.as_ref().map(Side::msg), Some(*version));
             if expected {
                 changed.expected = msg.clone();
