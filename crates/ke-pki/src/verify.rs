@@ -95,6 +95,14 @@ pub fn cert_info(cert: &CertificateDer<'_>, name: &str) -> Result<CertInfo> {
         detail,
     };
     let (_, c) = X509Certificate::from_der(cert).map_err(|e| parse(e.to_string()))?;
+    // RFC 5280 §4.1.2.1: v1, v2 or v3 (encoded 0..=2); the parser passes any other number on.
+    let version = c.version().0.checked_add(1).filter(|v| (1..=3).contains(v));
+    let version = version.ok_or_else(|| {
+        parse(format!(
+            "X.509 version field {} is not v1, v2 or v3",
+            c.version().0
+        ))
+    })?;
     let common_name = c
         .subject()
         .iter_common_name()
@@ -121,7 +129,7 @@ pub fn cert_info(cert: &CertificateDer<'_>, name: &str) -> Result<CertInfo> {
         sans,
         not_before: ts(c.validity().not_before.timestamp()),
         not_after: ts(c.validity().not_after.timestamp()),
-        version: c.version().0 + 1,
+        version,
         is_ca: c.is_ca(),
     })
 }

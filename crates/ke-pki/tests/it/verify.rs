@@ -62,3 +62,24 @@ fn certificate_from_another_ca_is_reported() {
     assert!(matches!(err, Error::NotSignedByCa { .. }), "{err}");
     verify::verify_leaf_pem(node.cert_pem.as_bytes(), other.cert_pem().as_bytes()).unwrap();
 }
+
+/// A certificate whose version field is not v1–v3 (found by the `cert` fuzz target: X.509 parsers
+/// pass any number on) is refused with the reason, not reported as "version 15".
+#[test]
+fn an_unknown_x509_version_is_refused() {
+    let ca = Ca::create("test CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = pair_valid(&ca, -1, 30).write(dir.path(), "leaf").unwrap();
+    let mut der = ke_pki::load::load_certs(&files.cert).unwrap()[0].to_vec();
+    let ok = verify::cert_info(&der.clone().into(), "leaf.crt").unwrap();
+    assert_eq!(ok.version, 3);
+    // TBSCertificate's explicit [0] version: A0 03 02 01 02 (v3) → 0x0e (v15).
+    let at = der
+        .windows(5)
+        .position(|w| w == [0xa0, 0x03, 0x02, 0x01, 0x02])
+        .expect("a v3 version field");
+    der[at + 4] = 0x0e;
+    let err = verify::cert_info(&der.into(), "leaf.crt").unwrap_err();
+    assert!(err.to_string().contains("version"), "{err}");
+    assert!(err.to_string().contains("leaf.crt"), "{err}");
+}
