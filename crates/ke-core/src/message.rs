@@ -334,6 +334,16 @@ mod tests {
         m
     }
 
+    /// Found by the `envelope` fuzz target: without serde_json's `float_roundtrip`, 1e49 decoded
+    /// as 1.0000000000000001e49, so content relayed by a hub changed its numbers.
+    #[test]
+    fn numbers_in_content_keep_their_value() {
+        let m = roundtrip(
+            r#"{"header":{"msg_id":"1","timestamp":0},"route":{},"content":{"value":10000000000000000000000000000000000000000000000000,"f":0.1,"g":2.2250738585072014e-308}}"#,
+        );
+        assert_eq!(m.content["value"].as_f64(), Some(1e49));
+    }
+
     #[test]
     fn spec_examples_round_trip() {
         let cm = roundtrip(
