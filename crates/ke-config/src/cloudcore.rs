@@ -105,6 +105,10 @@ pub struct CloudHub {
     pub allow_legacy_edge_cert: bool,
     /// `enable`.
     pub enable: bool,
+    /// Extension `ha`: run several cloudcores against one API server, each edge node owned by
+    /// one of them through a Lease (see `cloudhub::ha`). Omitted from output when off.
+    #[serde(skip_serializing_if = "CloudHubHa::is_off")]
+    pub ha: CloudHubHa,
     /// `https` (v1.3): the certificate-bootstrap HTTPS server (`GET /ca.crt`, `GET /edge.crt` with a
     /// token).
     pub https: CloudHubHttps,
@@ -145,6 +149,7 @@ impl Default for CloudHub {
         Self {
             allow_legacy_edge_cert: false,
             enable: true,
+            ha: CloudHubHa::default(),
             https: CloudHubHttps::default(),
             keepalive_interval: 30,
             max_pending_per_node: 1024,
@@ -171,6 +176,52 @@ impl CloudHub {
     /// `writeTimeout` as a duration.
     pub fn write_timeout(&self) -> Duration {
         secs(self.write_timeout)
+    }
+}
+
+/// `modules.cloudhub.ha` (extension): active-active cloudcores sharing one API server.
+///
+/// Every cloudcore renews its own Lease `cloudcore.<identity>` in `namespace`; the one an edge
+/// connects to writes itself into the edge's Lease `node.<node>` and only then serves it. With
+/// `enable`, missing CA files (`tlsCAFile`, `tlsCAKeyFile`) are taken from the Secret
+/// `<namespace>/casecret` (created by the first cloudcore) and a missing server certificate is
+/// issued from that CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CloudHubHa {
+    /// `enable`.
+    pub enable: bool,
+    /// `identity`: this cloudcore's name in the Leases; empty: the host name, then the pid.
+    pub identity: String,
+    /// `leaseDurationSeconds`: a cloudcore that has not renewed its Lease for this long is dead.
+    pub lease_duration_seconds: u32,
+    /// `namespace` of the Leases and of the CA Secret.
+    pub namespace: String,
+    /// `advertiseAddress`: IPs and DNS names put in a server certificate this cloudcore issues
+    /// itself (the load balancer's and its own); empty: `127.0.0.1` and the host name.
+    pub advertise_address: Vec<String>,
+}
+
+impl Default for CloudHubHa {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            identity: String::new(),
+            lease_duration_seconds: 15,
+            namespace: "kubeedge".to_owned(),
+            advertise_address: Vec::new(),
+        }
+    }
+}
+
+impl CloudHubHa {
+    fn is_off(&self) -> bool {
+        !self.enable
+    }
+
+    /// `leaseDurationSeconds` as a duration.
+    pub fn lease_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.lease_duration_seconds.max(1)))
     }
 }
 
@@ -655,6 +706,20 @@ impl CloudCoreConfig {
                 &format!("{p}.maxPendingPerNode"),
                 hub.max_pending_per_node.into(),
             );
+            if hub.ha.enable {
+                validate::positive(
+                    &mut errs,
+                    &format!("{p}.ha.leaseDurationSeconds"),
+                    hub.ha.lease_duration_seconds.into(),
+                );
+                if hub.ha.namespace.is_empty() {
+                    errs.push(crate::error::FieldError::invalid(
+                        &format!("{p}.ha.namespace"),
+                        &hub.ha.namespace,
+                        "the Leases need a namespace",
+                    ));
+                }
+            }
         }
 
         let ec = &self.modules.edgecontroller;
@@ -713,7 +778,8 @@ impl CloudCoreConfig {
             );
         }
         let hub = &self.modules.cloudhub;
-        if hub.enable {
+        // With `ha`, missing TLS files come from the cluster (the CA Secret) at start.
+        if hub.enable && !hub.ha.enable {
             validate::file_exists(&mut errs, "modules.cloudhub.tlsCAFile", &hub.tls_ca_file);
             validate::file_exists(&mut errs, "modules.cloudhub.tlsCertFile", &hub.tls_cert_file);
             validate::file_exists(

@@ -360,7 +360,8 @@ pub struct EdgeHubQuic {
     pub handshake_timeout: i32,
     /// `readDeadline` (seconds; not applied in v1.2.1).
     pub read_deadline: i32,
-    /// `server`: cloudhub `host:port`.
+    /// `server`: cloudhub `host:port`; extension: several, comma-separated (cloudcores in HA
+    /// mode), tried in turn.
     pub server: String,
     /// `writeDeadline` (seconds; not applied in v1.2.1).
     pub write_deadline: i32,
@@ -388,7 +389,8 @@ pub struct EdgeHubWebSocket {
     pub handshake_timeout: i32,
     /// `readDeadline` (seconds; not applied in v1.2.1).
     pub read_deadline: i32,
-    /// `server`: cloudhub `host:port`.
+    /// `server`: cloudhub `host:port`; extension: several, comma-separated (cloudcores in HA
+    /// mode), tried in turn.
     pub server: String,
     /// `writeDeadline` (seconds; not applied in v1.2.1).
     pub write_deadline: i32,
@@ -755,9 +757,15 @@ impl EdgeCoreConfig {
             let p = "modules.edgehub";
             match (h.websocket.enable, h.quic.enable) {
                 (true, false) => {
-                    validate::host_port(&mut errs, &format!("{p}.websocket.server"), &h.websocket.server)
+                    for s in h.websocket.server.split(',') {
+                        validate::host_port(&mut errs, &format!("{p}.websocket.server"), s.trim());
+                    }
                 }
-                (false, true) => validate::host_port(&mut errs, &format!("{p}.quic.server"), &h.quic.server),
+                (false, true) => {
+                    for s in h.quic.server.split(',') {
+                        validate::host_port(&mut errs, &format!("{p}.quic.server"), s.trim());
+                    }
+                }
                 (both, _) => errs.push(FieldError::invalid(
                     &format!("{p}.websocket.enable"),
                     both,

@@ -697,3 +697,42 @@ fn edged_read_only_address_extension() {
     let err = bad.validate().unwrap_err().to_string();
     assert!(err.contains("modules.edged.readOnlyAddress"), "{err}");
 }
+
+#[test]
+fn ha_section_and_server_lists() {
+    let c = CloudCoreConfig::from_yaml_str(
+        "modules:\n  cloudhub:\n    ha: {enable: true, identity: cc-a, leaseDurationSeconds: 9, advertiseAddress: [10.0.0.1, lb.example]}\n    tlsCAFile: /nonexistent/ca.crt\n",
+        "cloudcore.yaml",
+    )
+    .unwrap();
+    let ha = &c.modules.cloudhub.ha;
+    assert!(ha.enable);
+    assert_eq!(ha.identity, "cc-a");
+    assert_eq!(ha.namespace, "kubeedge");
+    assert_eq!(ha.lease_duration(), Duration::from_secs(9));
+    assert_eq!(ha.advertise_address, vec!["10.0.0.1", "lb.example"]);
+    c.validate().unwrap();
+    // With HA the CA and server certificate may be absent: they come from the cluster.
+    let mut c = c;
+    c.kube_api_config.kube_config.clear();
+    c.validate_files().unwrap();
+    let mut bad = c.clone();
+    bad.modules.cloudhub.ha.lease_duration_seconds = 0;
+    bad.modules.cloudhub.ha.namespace.clear();
+    let errs = invalid(bad.validate());
+    assert!(
+        errs.mentions("modules.cloudhub.ha.leaseDurationSeconds"),
+        "{errs}"
+    );
+    assert!(errs.mentions("modules.cloudhub.ha.namespace"), "{errs}");
+    // Off by default, and then not printed (v1.2's output is unchanged).
+    assert!(!CloudCoreConfig::default().modules.cloudhub.ha.enable);
+    assert!(!CloudCoreConfig::default_yaml().unwrap().contains("ha:"));
+
+    // edgehub: several cloudhub addresses, each checked.
+    let mut e = EdgeCoreConfig::with_host(&gt_host());
+    e.modules.edgehub.websocket.server = "10.0.0.1:10000, 10.0.0.2:10000".to_owned();
+    e.validate().unwrap();
+    e.modules.edgehub.websocket.server = "10.0.0.1:10000,cloud".to_owned();
+    assert!(invalid(e.validate()).mentions("modules.edgehub.websocket.server"));
+}
