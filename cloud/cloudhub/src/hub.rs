@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::ha::{Ha, HaSetup, Notice};
 use crate::metrics::HubMetrics;
 use crate::persist::QueueStore;
 use crate::queue::{Admit, Lane, NodeQueue, QueueFull, classify};
@@ -52,7 +53,10 @@ pub struct CloudHubOptions {
     /// Frame size and handshake limits.
     pub limits: LinkLimits,
     /// SQLite file keeping the acked lanes across restarts (`queueStore`); `None`: memory only.
+    /// Not used in HA mode (ObjectSync is the durable state there).
     pub queue_store: Option<PathBuf>,
+    /// HA mode (`modules.cloudhub.ha`): serve only nodes whose Lease this cloudcore holds.
+    pub ha: Option<HaSetup>,
 }
 
 impl CloudHubOptions {
@@ -74,6 +78,7 @@ impl CloudHubOptions {
             request_timeout: Duration::from_secs(60),
             limits: LinkLimits::default(),
             queue_store: None,
+            ha: None,
         }
     }
 }
@@ -87,6 +92,9 @@ pub enum HubEvent {
     Connected(String),
     /// A node's link went down.
     Disconnected(String),
+    /// HA mode: the node's cloudcore died and its edge is connected nowhere; this cloudcore
+    /// cleared the node's Lease and should mark the node `Ready=Unknown`.
+    Orphaned(String),
     /// The edge acked this message (its newest version): record it as delivered.
     Acked {
         /// Node that acked.
@@ -130,6 +138,12 @@ pub enum HubError {
     /// The hub is shutting down.
     #[error("cloudhub is shutting down")]
     Closed,
+    /// HA mode: another cloudcore serves the node.
+    #[error("node {0} is served by another cloudcore (HA mode)")]
+    NotOwned(String),
+    /// HA mode: the Lease bookkeeping could not start.
+    #[error("HA: {0}")]
+    Ha(#[from] crate::ha::Error),
 }
 
 /// Addresses the hub actually listens on.
@@ -175,6 +189,7 @@ struct Inner {
     tracker: TaskTracker,
     next_session: AtomicU64,
     store: Mutex<Option<QueueStore>>,
+    ha: Option<Arc<Ha>>,
 }
 
 /// Handle to a running hub; cheap to clone.
@@ -196,12 +211,26 @@ impl CloudHub {
         cancel: CancellationToken,
     ) -> Result<(Self, Listening), HubError> {
         let (store, saved) = match &opts.queue_store {
+            Some(path) if opts.ha.is_some() => {
+                info!(path = %path.display(), "HA mode: the queue store is not used (delivery resumes from ObjectSync)");
+                (None, Vec::new())
+            }
             Some(path) => {
                 let (s, saved) = QueueStore::open(path)?;
                 info!(path = %path.display(), restored = saved.len(), "cloudhub queue store opened");
                 (Some(s), saved)
             }
             None => (None, Vec::new()),
+        };
+        let (ha, notices) = match &opts.ha {
+            Some(setup) => {
+                let (ha, notices) = Ha::new(setup.client.clone(), setup.options.clone());
+                // Alive before the first node is taken, so no peer mistakes its nodes for orphans.
+                ha.renew().await?;
+                info!(identity = %ha.identity(), namespace = %setup.options.namespace, "cloudhub HA: serving nodes whose Lease this cloudcore holds");
+                (Some(ha), Some(notices))
+            }
+            None => (None, None),
         };
         let inner = Arc::new(Inner {
             opts,
@@ -214,8 +243,27 @@ impl CloudHub {
             tracker: TaskTracker::new(),
             next_session: AtomicU64::new(1),
             store: Mutex::new(store),
+            ha,
         });
         let hub = Self { inner };
+        if let (Some(ha), Some(mut notices)) = (hub.inner.ha.clone(), notices) {
+            hub.inner.tracker.spawn(ha.run(hub.inner.cancel.clone()));
+            let h = hub.clone();
+            hub.inner.tracker.spawn(async move {
+                loop {
+                    let notice = tokio::select! {
+                        _ = h.inner.cancel.cancelled() => return,
+                        n = notices.recv() => match n { Some(n) => n, None => return },
+                    };
+                    match notice {
+                        Notice::Lost(node) => h.drop_node(&node),
+                        Notice::Orphaned(node) => {
+                            let _ = h.inner.events.send(HubEvent::Orphaned(node)).await;
+                        }
+                    }
+                }
+            });
+        }
         for msg in saved {
             if let Some(name) = resource::node_of(msg.resource()) {
                 let node = hub.node(name);
@@ -267,6 +315,9 @@ impl CloudHub {
     pub fn send(&self, msg: Message) -> Result<Admit, HubError> {
         let node_name =
             resource::node_of(msg.resource()).ok_or_else(|| HubError::NoNode(msg.resource().to_owned()))?;
+        if !self.owns(node_name) {
+            return Ok(Admit::NotOwned);
+        }
         let node = self.node(node_name);
         let durable = match (classify(&msg), lock(&self.inner.store).is_some()) {
             (Lane::Acked(key), true) => Some((key, msg.clone())),
@@ -301,9 +352,16 @@ impl CloudHub {
         let id = msg.id().to_owned();
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.waiters).insert(id.clone(), tx);
-        if let Err(e) = self.send(msg) {
-            lock(&self.inner.waiters).remove(&id);
-            return Err(e);
+        match self.send(msg) {
+            Ok(Admit::NotOwned) => {
+                lock(&self.inner.waiters).remove(&id);
+                return Err(HubError::NotOwned(node));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                lock(&self.inner.waiters).remove(&id);
+                return Err(e);
+            }
         }
         let res = tokio::time::timeout(timeout, rx).await;
         lock(&self.inner.waiters).remove(&id);
@@ -312,6 +370,29 @@ impl CloudHub {
             Ok(Err(_)) => Err(HubError::Closed),
             Err(_) => Err(HubError::Timeout { node, timeout }),
         }
+    }
+
+    /// True when this hub serves `node`: always without HA; in HA mode while this cloudcore
+    /// holds the node's Lease (see [`crate::ha`]). Controllers write for a node only when it is.
+    pub fn owns(&self, node: &str) -> bool {
+        self.inner.ha.as_ref().is_none_or(|ha| ha.owns(node))
+    }
+
+    /// True in HA mode.
+    pub fn is_ha(&self) -> bool {
+        self.inner.ha.is_some()
+    }
+
+    /// HA mode: another cloudcore took `node`: close its session and drop its queue.
+    fn drop_node(&self, node: &str) {
+        let Some(n) = lock(&self.inner.nodes).remove(node) else {
+            return;
+        };
+        if let Some(s) = lock(&n.session).as_ref() {
+            s.cancel.cancel();
+        }
+        self.with_queue(&n, NodeQueue::clear);
+        self.inner.metrics.nodes_lost.inc();
     }
 
     /// Names of the nodes with a live link.
@@ -504,6 +585,20 @@ impl CloudHub {
     }
 
     async fn run_session(&self, info: ConnInfo, tx: LinkTx, rx: LinkRx) {
+        if let Some(ha) = &self.inner.ha {
+            // Nothing is read from or written for the edge before its Lease is ours.
+            match ha.acquire(&info.node_id).await {
+                Ok(a) => {
+                    if a.from.is_some() {
+                        self.inner.metrics.lease_takeovers.inc();
+                    }
+                }
+                Err(e) => {
+                    warn!(node = %info.node_id, "cannot take the node's Lease, closing its link: {e}");
+                    return;
+                }
+            }
+        }
         let node = self.node(&info.node_id);
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let cancel = self.inner.cancel.child_token();
@@ -561,7 +656,8 @@ impl CloudHub {
                 false
             }
         };
-        if mine {
+        // In HA mode a node another cloudcore took is that one's to report.
+        if mine && self.owns(&node.name) {
             self.with_queue(&node, NodeQueue::requeue_inflight);
             info!(node = %info.node_id, "edge disconnected");
             let _ = self

@@ -33,9 +33,14 @@
 //! `/edge.crt` (a node certificate for a CSR, with a bearer token) and [`tokensecret`] keeps the
 //! current token in the Secret `kubeedge/tokensecret` for `keadm gettoken`.
 //!
+//! High availability (`modules.cloudhub.ha`): several cloudcores share the nodes through one
+//! Lease per node; [`ha`] has the design and its invariants.
+//!
 //! Start reading at [`CloudHub::start`]; sessions live in `hub.rs`.
 #![warn(missing_docs)]
 
+pub mod casecret;
+pub mod ha;
 pub mod https;
 mod hub;
 pub mod metrics;

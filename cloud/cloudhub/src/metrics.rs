@@ -30,6 +30,10 @@ pub struct HubMetrics {
     pub queue_overflow: Counter,
     /// Peers dropped for sending garbage or oversized frames.
     pub bad_frames: Counter,
+    /// HA: node Leases taken over from another cloudcore.
+    pub lease_takeovers: Counter,
+    /// HA: nodes another cloudcore took from this one.
+    pub nodes_lost: Counter,
 }
 
 impl HubMetrics {
@@ -73,6 +77,16 @@ impl HubMetrics {
             "bad_frames",
             "Peers dropped for malformed or oversized frames",
             self.bad_frames.clone(),
+        );
+        r.register(
+            "lease_takeovers",
+            "HA: node Leases taken over from another cloudcore",
+            self.lease_takeovers.clone(),
+        );
+        r.register(
+            "nodes_lost",
+            "HA: nodes another cloudcore took from this one",
+            self.nodes_lost.clone(),
         );
     }
 

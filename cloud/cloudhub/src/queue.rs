@@ -154,6 +154,8 @@ pub enum Admit {
     Stale,
     /// Queued on the list lane, which was full: the oldest list message was dropped.
     QueuedDroppedOldest,
+    /// Not queued: in HA mode another cloudcore serves this node (see [`crate::ha`]).
+    NotOwned,
 }
 
 /// The queue of one node.
@@ -432,6 +434,12 @@ impl NodeQueue {
         for (_, key) in back.into_iter().rev() {
             self.pending.push_front(key);
         }
+    }
+
+    /// Forgets everything: the node is served elsewhere now (HA), what it holds is recorded in
+    /// ObjectSync.
+    pub fn clear(&mut self) {
+        *self = Self::new(std::mem::take(&mut self.node), self.limit);
     }
 
     /// Messages waiting or in flight (both lanes).
