@@ -38,6 +38,12 @@
 //! * a disconnected edge's node goes `Ready=Unknown` at once instead of after the controller
 //!   manager's 40 s grace period.
 //!
+//! HA mode (`modules.cloudhub.ha`, [`cloudhub::ha`]): nothing is written for a node this
+//! cloudcore does not serve (its status, its pods' status, its ObjectSyncs; `Ready=Unknown` only
+//! for a node still ours, or an orphan whose Lease this cloudcore cleared); ObjectSync records only
+//! move forward; a node taken over gets the service/endpoints lists and an immediate resync
+//! pass, which also inserts the config maps and secrets of its unsynced pods.
+//!
 //! `kubeAPIConfig.qps`/`burst` rate-limit every API call of cloudcore's client ([`ratelimit`], a
 //! token bucket as client-go's); each controller's requests are counted by verb
 //! (`controller_api_requests_total{controller,verb}`, [`kubeclient::counted`]).
@@ -191,7 +197,14 @@ impl EdgeController {
             caches,
         )
         .with_metrics(sync_metrics);
-        let up = upstream::Upstream::new(kubeclient::counted(&client, up_metrics), hub, opts);
+        let mut up = upstream::Upstream::new(kubeclient::counted(&client, up_metrics), hub.clone(), opts);
+        let resync = if hub.is_ha() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            up = up.with_takeovers(tx);
+            resync.with_takeovers(rx)
+        } else {
+            resync
+        };
         tokio::select! {
             () = down.run() => {}
             () = resync.run() => {}

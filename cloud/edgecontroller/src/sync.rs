@@ -113,25 +113,58 @@ pub async fn record_ack(client: &Client, node: &str, message: &Message) -> Resul
         };
     }
     let rv = &message.header.resource_version;
-    let mut obj = DynamicObject::new(&name, &ar).within(r.namespace);
-    obj.data = json!({
-        "spec": {"objectKind": r.kind, "objectName": r.name, "objectAPIVersion": ""},
-    });
-    match api.create(&PostParams::default(), &obj).await {
-        Ok(_) => {}
-        Err(e) if is_status(&e, 409) => {}
-        Err(e) => return Err(api_err(format!("create objectsync {}/{name}", r.namespace))(e)),
+    let what = |verb: &str| format!("{verb} objectsync {}/{name}", r.namespace);
+    // The record only moves forward: an ack of an older version (a late write of a cloudcore that
+    // lost the node, HA) must not roll it back, or the newer version would be sent again. The
+    // status write is conditional on the ObjectSync's own resourceVersion, read just before.
+    for _ in 0..RECORD_ATTEMPTS {
+        let existing = match api.get_opt(&name).await.map_err(api_err(what("get")))? {
+            Some(o) => o,
+            None => {
+                let mut obj = DynamicObject::new(&name, &ar).within(r.namespace);
+                obj.data = json!({
+                    "spec": {"objectKind": r.kind, "objectName": r.name, "objectAPIVersion": ""},
+                });
+                match api.create(&PostParams::default(), &obj).await {
+                    Ok(o) => o,
+                    Err(e) if is_status(&e, 409) => continue,
+                    Err(e) => return Err(api_err(what("create"))(e)),
+                }
+            }
+        };
+        let recorded = existing
+            .data
+            .pointer("/status/objectResourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !recorded.is_empty() && !is_newer(rv, recorded) {
+            debug!(%node, objectsync = %name, %rv, %recorded, "ack of a version not newer than the record: kept");
+            return Ok(());
+        }
+        let status = json!({
+            "metadata": {"resourceVersion": existing.resource_version()},
+            "status": {"objectResourceVersion": rv},
+        });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
+            Ok(_) => {
+                debug!(%node, objectsync = %name, %rv, "recorded delivery");
+                return Ok(());
+            }
+            Err(e) if is_status(&e, 409) => continue,
+            Err(e) => return Err(api_err(what("update status of"))(e)),
+        }
     }
-    let status = json!({"status": {"objectResourceVersion": rv}});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .map_err(api_err(format!(
-            "update objectsync {}/{name} status",
-            r.namespace
-        )))?;
-    debug!(%node, objectsync = %name, %rv, "recorded delivery");
-    Ok(())
+    Err(Error::Content {
+        resource: message.resource().to_owned(),
+        reason: format!("objectsync {name} kept changing ({RECORD_ATTEMPTS} conflicts)"),
+    })
 }
+
+/// Conditional ObjectSync writes tried per ack.
+const RECORD_ATTEMPTS: usize = 5;
 
 /// The Kubernetes resource behind an ObjectSync's `spec.objectKind`.
 fn kind_resource(k: &str) -> Option<ApiResource> {
@@ -162,6 +195,7 @@ pub struct SyncController {
     hub: CloudHub,
     caches: Caches,
     metrics: cloudhub::metrics::ControllerHandle,
+    takeovers: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
 }
 
 impl std::fmt::Debug for SyncController {
@@ -179,7 +213,16 @@ impl SyncController {
             hub,
             caches,
             metrics: Default::default(),
+            takeovers: None,
         }
+    }
+
+    /// HA mode: nodes named on `rx` were just taken over by this cloudcore, with an empty queue.
+    /// Each gets the service and endpoints lists from the caches, and a pass runs at once (not at
+    /// the next tick) so the edge gets what ObjectSync says it lacks.
+    pub fn with_takeovers(mut self, rx: tokio::sync::mpsc::UnboundedReceiver<String>) -> Self {
+        self.takeovers = Some(rx);
+        self
     }
 
     /// Counts its work in `metrics` (`controller_*{controller="synccontroller"}`): one event per
@@ -190,17 +233,59 @@ impl SyncController {
     }
 
     /// Runs [`Self::sync_once`] every [`PERIOD`], forever.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut tick = tokio::time::interval(PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut takeovers = self.takeovers.take();
         loop {
-            tick.tick().await;
+            let taken = match takeovers.as_mut() {
+                Some(rx) => tokio::select! {
+                    _ = tick.tick() => Vec::new(),
+                    Some(first) = rx.recv() => {
+                        // A burst of takeovers (a peer died) makes one pass.
+                        let mut all = vec![first];
+                        while let Ok(n) = rx.try_recv() {
+                            all.push(n);
+                        }
+                        all
+                    }
+                },
+                None => {
+                    tick.tick().await;
+                    Vec::new()
+                }
+            };
+            for node in &taken {
+                self.send_lists(node);
+            }
             self.metrics.event();
             if let Err(e) = self.sync_once().await {
                 self.metrics.error();
                 warn!("synccontroller: {e}");
             }
         }
+    }
+
+    /// The service and endpoints lists of the caches, for a node served from an empty queue.
+    fn send_lists(&self, node: &str) {
+        let c = &self.caches;
+        if !c.services.is_ready() || !c.endpoints.is_ready() {
+            return;
+        }
+        let services = c
+            .services
+            .snapshot()
+            .iter()
+            .filter_map(|o| serde_json::to_value(&**o).ok())
+            .collect();
+        self.send(messages::list(node, messages::SERVICE_LIST, services));
+        let eps = c
+            .endpoints
+            .snapshot()
+            .iter()
+            .filter_map(|o| serde_json::to_value(&**o).ok())
+            .collect();
+        self.send(messages::list(node, messages::ENDPOINTS_LIST, eps));
     }
 
     fn send(&self, m: Message) {
@@ -273,6 +358,9 @@ impl SyncController {
             let name = p.name_any();
             let ns = p.namespace().unwrap_or_default();
             let rv = p.resource_version().unwrap_or_default();
+            if self.hub.is_ha() {
+                self.send_unsynced_configs(node, &p, &known);
+            }
             debug!(%node, pod = %format!("{ns}/{name}"), "pod without objectsync: insert sent");
             let content = to_content(&*p, &name)?;
             self.send(messages::object(
@@ -286,6 +374,56 @@ impl SyncController {
             ));
         }
         Ok(())
+    }
+
+    /// HA: the config maps and secrets of a pod the edge never acked, when their own insert was
+    /// not acked either (it may have been in the queue of the cloudcore that lost the node).
+    fn send_unsynced_configs(
+        &self,
+        node: &str,
+        pod: &k8s_openapi::api::core::v1::Pod,
+        known: &HashSet<String>,
+    ) {
+        let (cms, secrets) = crate::downstream::pod_references(pod);
+        let c = &self.caches;
+        for key in cms {
+            let (ns, name) = key.split_once('/').unwrap_or(("", &key));
+            if let Some(o) = c.configmaps.get(ns, name)
+                && let Some(uid) = o.metadata.uid.as_deref()
+                && !known.contains(&object_sync_name(node, uid))
+                && let Ok(content) = serde_json::to_value(&*o)
+            {
+                let rv = o.resource_version().unwrap_or_default();
+                self.send(messages::object(
+                    node,
+                    op::INSERT,
+                    ns,
+                    kind::CONFIGMAP,
+                    name,
+                    &rv,
+                    content,
+                ));
+            }
+        }
+        for key in secrets {
+            let (ns, name) = key.split_once('/').unwrap_or(("", &key));
+            if let Some(o) = c.secrets.get(ns, name)
+                && let Some(uid) = o.metadata.uid.as_deref()
+                && !known.contains(&object_sync_name(node, uid))
+                && let Ok(content) = serde_json::to_value(&*o)
+            {
+                let rv = o.resource_version().unwrap_or_default();
+                self.send(messages::object(
+                    node,
+                    op::UPDATE,
+                    ns,
+                    kind::SECRET,
+                    name,
+                    &rv,
+                    content,
+                ));
+            }
+        }
     }
 
     /// The node of ObjectSync `s` is not in the node cache: if it is really gone (the cache has

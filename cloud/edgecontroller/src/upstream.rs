@@ -73,6 +73,7 @@ pub struct Upstream {
     hub: CloudHub,
     opts: Options,
     metrics: cloudhub::metrics::ControllerHandle,
+    takeovers: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -181,7 +182,15 @@ impl Upstream {
             hub,
             opts,
             metrics,
+            takeovers: None,
         }
+    }
+
+    /// HA mode: every node this cloudcore starts serving is named on `tx` (the synccontroller
+    /// then sends it what ObjectSync says it lacks, at once).
+    pub fn with_takeovers(mut self, tx: mpsc::UnboundedSender<String>) -> Self {
+        self.takeovers = Some(tx);
+        self
     }
 
     /// Consumes CloudHub's events until the channel closes.
@@ -194,6 +203,7 @@ impl Upstream {
         let this = Arc::new(self);
         let mut lanes: HashMap<String, mpsc::Sender<Job>> = HashMap::new();
         while let Some(ev) = events.recv().await {
+            let orphan = matches!(&ev, HubEvent::Orphaned(_));
             let (node, job): (String, Job) = match ev {
                 HubEvent::Upstream(m) => {
                     if m.source() == module::TWIN {
@@ -217,14 +227,23 @@ impl Upstream {
                 }
                 HubEvent::Connected(n) => {
                     info!(node = %n, "edge connected");
+                    if let Some(tx) = &this.takeovers {
+                        let _ = tx.send(n);
+                    }
                     continue;
                 }
-                HubEvent::Disconnected(n) => {
+                HubEvent::Disconnected(n) | HubEvent::Orphaned(n) => {
                     let t = this.clone();
                     let node = n.clone();
                     (
                         node,
                         Box::pin(async move {
+                            // HA: a node that moved to another cloudcore meanwhile is not ours
+                            // to mark; an orphan's Lease was cleared by this cloudcore.
+                            if t.hub.is_ha() && !t.hub.owns(&n) && !orphan {
+                                debug!(node = %n, "served by another cloudcore now: not marked NotReady");
+                                return;
+                            }
                             if let Err(e) = t.mark_disconnected(&n).await {
                                 t.metrics.error();
                                 warn!(node = %n, "cannot mark the node NotReady: {e}");
@@ -239,6 +258,10 @@ impl Upstream {
                     (
                         node.clone(),
                         Box::pin(async move {
+                            if !t.hub.owns(&node) {
+                                debug!(%node, "ack on a node another cloudcore serves now: not recorded");
+                                return;
+                            }
                             if let Err(e) = crate::sync::record_ack(&t.client, &node, &message).await {
                                 t.metrics.error();
                                 warn!(%node, resource = %message.resource(), "objectsync not recorded: {e}");
@@ -284,6 +307,10 @@ impl Upstream {
             debug!(resource = %m.resource(), "unparsable resource: dropped");
             return Ok(());
         };
+        if !self.hub.owns(node) {
+            debug!(resource = %m.resource(), "node served by another cloudcore now (HA): dropped");
+            return Ok(());
+        }
         match (r.kind, m.operation()) {
             (kind::NODESTATUS, op::INSERT) => self.register(m, node, r).await,
             (kind::NODESTATUS, op::UPDATE) => self.node_status(m, node, r).await,
