@@ -66,6 +66,11 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
 
     let hub_cfg = &cfg.modules.cloudhub;
     let (events_tx, events) = mpsc::channel(4096);
+    let ha = if hub_cfg.enable && hub_cfg.ha.enable {
+        Some(start_ha(&cfg).await?)
+    } else {
+        None
+    };
     let hub = if hub_cfg.enable {
         let tls = ke_pki::tls::server_config(
             hub_cfg.tls_ca_file.as_ref(),
@@ -97,6 +102,7 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
         opts.max_pending_per_node = hub_cfg.max_pending_per_node as usize;
         opts.allow_legacy_certs = hub_cfg.allow_legacy_edge_cert;
         opts.queue_store = Some(PathBuf::from(&hub_cfg.queue_store)).filter(|p| !p.as_os_str().is_empty());
+        opts.ha = ha;
         let (hub, at) = CloudHub::start(opts, events_tx, metrics, cancel.clone()).await?;
         info!(websocket = ?at.websocket, quic = ?at.quic, unix = ?at.unix_socket, "cloudhub started");
         Some(hub)
@@ -180,6 +186,56 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `modules.cloudhub.ha`: the Kubernetes client, the shared CA (Secret `casecret`, files written
+/// when absent) and the Lease identity.
+async fn start_ha(cfg: &CloudCoreConfig) -> anyhow::Result<cloudhub::ha::HaSetup> {
+    let hub = &cfg.modules.cloudhub;
+    let client = edgecontroller::kubeclient::client(&cfg.kube_api_config)
+        .await
+        .context("modules.cloudhub.ha: Kubernetes client from kubeAPIConfig")?
+        .context(
+            "modules.cloudhub.ha needs the Kubernetes API (the Leases and the CA Secret live there): \
+             set kubeAPIConfig.kubeConfig or master",
+        )?;
+    let ha = &hub.ha;
+    let identity = if ha.identity.is_empty() {
+        host_name().unwrap_or_else(|| format!("cloudcore-{}", std::process::id()))
+    } else {
+        ha.identity.clone()
+    };
+    let sans = if ha.advertise_address.is_empty() {
+        ["127.0.0.1".to_owned()].into_iter().chain(host_name()).collect()
+    } else {
+        ha.advertise_address.clone()
+    };
+    let files = cloudhub::casecret::CaFiles {
+        ca_cert: hub.tls_ca_file.as_ref(),
+        ca_key: hub.tls_ca_key_file.as_ref(),
+        server_cert: hub.tls_cert_file.as_ref(),
+        server_key: hub.tls_private_key_file.as_ref(),
+        sans,
+    };
+    let outcome = cloudhub::casecret::ensure(&client, &ha.namespace, &files)
+        .await
+        .context("modules.cloudhub.ha: sharing the CA")?;
+    info!(?outcome, %identity, namespace = %ha.namespace, "HA: CA shared through Secret casecret");
+    Ok(cloudhub::ha::HaSetup {
+        client,
+        options: cloudhub::ha::HaOptions {
+            identity,
+            namespace: ha.namespace.clone(),
+            lease_duration: ha.lease_duration(),
+        },
+    })
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
 /// `modules.cloudhub.https`: the certificate-bootstrap endpoint and the token Secret it needs.
 async fn start_cert_bootstrap(
     cfg: &CloudCoreConfig,
@@ -249,6 +305,7 @@ async fn log_events(mut events: mpsc::Receiver<HubEvent>) {
             HubEvent::Upstream(m) => debug!(msg = %m, "edge message (no controller consumes it)"),
             HubEvent::Connected(n) => info!(node = %n, "node connected"),
             HubEvent::Disconnected(n) => info!(node = %n, "node disconnected"),
+            HubEvent::Orphaned(n) => info!(node = %n, "node orphaned (its cloudcore died)"),
             HubEvent::Acked { node, message } => debug!(%node, msg = %message, "delivered"),
         }
     }

@@ -27,7 +27,8 @@ pub enum LinkKind {
 pub struct EdgeHubOptions {
     /// Run the module at all (`modules.edgehub.enable`).
     pub enabled: bool,
-    /// `host:port` of cloudhub.
+    /// `host:port` of cloudhub; several, comma-separated, for cloudcores in HA mode: the edge
+    /// uses one at a time and moves to the next when it cannot connect or loses the link.
     pub server: String,
     /// Transport.
     pub kind: LinkKind,
@@ -105,24 +106,35 @@ impl EdgeHub {
         Self { opts, metrics }
     }
 
-    async fn connect(&self) -> ke_transport::Result<(LinkTx, LinkRx)> {
+    /// The addresses of `server`, in order.
+    pub fn servers(&self) -> Vec<String> {
+        let list: Vec<String> = self
+            .opts
+            .server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if list.is_empty() {
+            vec![self.opts.server.clone()]
+        } else {
+            list
+        }
+    }
+
+    async fn connect(&self, server: &str) -> ke_transport::Result<(LinkTx, LinkRx)> {
         let hello = EdgeHello {
             node_id: self.opts.node_id.clone(),
             project_id: self.opts.project_id.clone(),
         };
         match self.opts.kind {
             LinkKind::WebSocket => {
-                ke_transport::ws::connect(
-                    &self.opts.server,
-                    &hello,
-                    self.opts.tls.clone(),
-                    &self.opts.limits,
-                )
-                .await
+                ke_transport::ws::connect(server, &hello, self.opts.tls.clone(), &self.opts.limits).await
             }
             LinkKind::Quic => {
                 ke_transport::quic::connect(
-                    &self.opts.server,
+                    server,
                     &hello,
                     &self.opts.tls,
                     &self.opts.limits,
@@ -199,18 +211,27 @@ impl Module for EdgeHub {
         let mut attempt = 0u32;
         let mut ever_connected = false;
         let mut carry: Option<Message> = None;
+        let servers = self.servers();
+        let mut at = 0usize;
         loop {
+            let server = servers[at % servers.len()].as_str();
             let connected = tokio::select! {
                 _ = ctx.cancel.cancelled() => return,
-                r = self.connect() => r,
+                r = self.connect(server) => r,
             };
             let (tx, rx) = match connected {
                 Ok(link) => link,
                 Err(e) => {
                     self.metrics.connect_failures.inc();
+                    at = (at + 1) % servers.len();
+                    // The next address at once; a back-off only after the whole list failed.
+                    if at != 0 {
+                        warn!(%server, error = %e, next = %servers[at], "cannot reach cloudhub; trying the next address");
+                        continue;
+                    }
                     let wait = self.backoff(attempt);
                     attempt = attempt.saturating_add(1);
-                    warn!(server = %self.opts.server, error = %e, "cannot reach cloudhub; retrying in {wait:?}");
+                    warn!(%server, error = %e, "cannot reach cloudhub; retrying in {wait:?}");
                     tokio::select! {
                         _ = ctx.cancel.cancelled() => return,
                         _ = tokio::time::sleep(wait) => continue,
@@ -223,13 +244,19 @@ impl Module for EdgeHub {
             }
             ever_connected = true;
             self.metrics.connected.set(1);
-            info!(server = %self.opts.server, node = %self.opts.node_id, "connected to cloudhub");
+            info!(%server, node = %self.opts.node_id, "connected to cloudhub");
             broadcast(&ctx.beehive, res::CLOUD_CONNECTED).await;
             carry = self.session(&mut ctx, tx, rx, carry).await;
             self.metrics.connected.set(0);
             broadcast(&ctx.beehive, res::CLOUD_DISCONNECTED).await;
             if ctx.cancel.is_cancelled() {
                 return;
+            }
+            if servers.len() > 1 {
+                // Its cloudcore may be gone: another one takes the node over (HA).
+                at = (at + 1) % servers.len();
+                warn!(next = %servers[at], "link to cloudhub lost; connecting to the next address");
+                continue;
             }
             let wait = self.backoff(0);
             warn!("link to cloudhub lost; reconnecting in {wait:?}");
