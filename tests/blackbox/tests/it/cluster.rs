@@ -174,6 +174,12 @@ modules:
 
     /// An edgecore (edged, eventbus and twin off) inside `ns`, dialling `cloud` over WebSocket.
     pub(crate) fn edge_in(&self, ns: &NetNs, node: &str, cloud: &Cloud) -> Edge {
+        self.edge_in_servers(ns, node, &cloud.ws)
+    }
+
+    /// Like [`edge_in`](Self::edge_in), dialling `servers` (`host:port`, comma-separated: the
+    /// edge fails over between them).
+    pub(crate) fn edge_in_servers(&self, ns: &NetNs, node: &str, servers: &str) -> Edge {
         let edged = format!(
             "  edged:\n    enable: false\n    hostnameOverride: {node}\n    nodeIP: {}\n",
             ns.ns_ip()
@@ -182,8 +188,8 @@ modules:
         self.edge_start(
             Some(ns),
             node,
-            &cloud.ws,
-            &cloud.quic,
+            servers,
+            "127.0.0.1:1",
             false,
             eventbus,
             false,

@@ -8,6 +8,7 @@ mod config_cli;
 mod controller;
 mod devices;
 mod edged_k8s;
+mod ha;
 mod hostile;
 mod link;
 mod mappers;
