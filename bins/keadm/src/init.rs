@@ -7,7 +7,9 @@
 //! 4. apply the Device/DeviceModel/ObjectSync CRDs and cloudcore's RBAC (server-side apply);
 //! 5. create the CA (reused when present) and cloudcore's server certificate for the advertised
 //!    addresses;
-//! 6. write `cloudcore.yaml` (with the HTTPS certificate service edges bootstrap from);
+//!    (`--ha`: the CA is the cluster's, from the Secret `casecret`, or created there);
+//! 6. write `cloudcore.yaml` (with the HTTPS certificate service edges bootstrap from; `--ha`
+//!    adds `modules.cloudhub.ha`);
 //! 7. start cloudcore (systemd unit, background process, or
 //!    foreground), then wait until it serves.
 //!
@@ -67,6 +69,17 @@ pub(crate) struct Args {
     /// Maximum number of edge nodes.
     #[arg(long = "node-limit", default_value_t = 1000)]
     node_limit: i32,
+    /// HA mode (`modules.cloudhub.ha`): this cloudcore shares the nodes with the others of the
+    /// cluster. The CA comes from the Secret `<--ha-namespace>/casecret` when one exists (a second
+    /// cloudcore), else this run creates it there; edges list every cloudcore (or a load balancer).
+    #[arg(long)]
+    ha: bool,
+    /// HA identity of this cloudcore (default: the host name).
+    #[arg(long = "ha-identity", default_value = "")]
+    ha_identity: String,
+    /// Namespace of the HA Leases and of the CA Secret.
+    #[arg(long = "ha-namespace", default_value = "kubeedge")]
+    ha_namespace: String,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -138,10 +151,36 @@ async fn init(mut args: Args) -> anyhow::Result<()> {
             sans.push(extra.to_owned());
         }
     }
+    let mut shared_ca = None;
+    if args.ha {
+        // One CA for every cloudcore: take the cluster's, or create it there (create-if-absent,
+        // so two installs at once still end with one).
+        let server = certs_dir.join("server");
+        let files = cloudhub::casecret::CaFiles {
+            ca_cert: &ca_dir.join(ke_pki::ca::CA_CERT_FILE),
+            ca_key: &ca_dir.join(ke_pki::ca::CA_KEY_FILE),
+            server_cert: &server.with_extension("crt"),
+            server_key: &server.with_extension("key"),
+            sans: sans.clone(),
+        };
+        let had_ca = files.ca_cert.exists();
+        let outcome = cloudhub::casecret::ensure(&client, &args.ha_namespace, &files)
+            .await
+            .context("sharing the CA through the cluster (--ha)")?;
+        println!(
+            "      HA: CA {:?} (Secret {}/{})",
+            outcome,
+            args.ha_namespace,
+            cloudhub::casecret::SECRET_NAME
+        );
+        if !had_ca {
+            shared_ca = Some((files.ca_cert.to_owned(), files.ca_key.to_owned()));
+        }
+    }
     let issued = certgen::gen_server(&ca_dir, &certs_dir, "server", certgen::DEFAULT_SERVER_CN, &sans)
         .context("issuing cloudcore's server certificate")?;
     // The CA is ours only if this run created it; the server pair is (re)issued now.
-    if issued.ca.provenance == ke_pki::Provenance::Created {
+    if issued.ca.provenance == ke_pki::Provenance::Created || shared_ca.is_some() {
         rec.track(&issued.ca.cert)?;
         rec.track(&issued.ca.key)?;
     }
@@ -160,8 +199,10 @@ async fn init(mut args: Args) -> anyhow::Result<()> {
     let config_file = layout.config_file(Role::Cloud);
     rec.write(&config_file, yaml.as_bytes(), 0o644)?;
     rec.config = config_file;
-    let queue = PathBuf::from(&cfg.modules.cloudhub.queue_store);
-    rec.track_new_sqlite(&queue)?;
+    if !cfg.modules.cloudhub.queue_store.is_empty() {
+        let queue = PathBuf::from(&cfg.modules.cloudhub.queue_store);
+        rec.track_new_sqlite(&queue)?;
+    }
     if let Some(sock) = cfg.modules.cloudhub.unix_socket.path() {
         rec.track_new(sock)?;
     }
@@ -224,6 +265,15 @@ fn cloudcore_config(
     hub.websocket.address = args.listen_address.clone();
     hub.websocket.port = u32::from(args.port);
     crate::bootstrap::enable_https(&mut cfg, &args.listen_address, args.https_port, &issued.ca.key);
+    if args.ha {
+        let ha = &mut cfg.modules.cloudhub.ha;
+        ha.enable = true;
+        ha.identity = args.ha_identity.clone();
+        ha.namespace = args.ha_namespace.clone();
+        ha.advertise_address = args.advertise_address.clone();
+        // Delivery resumes from ObjectSync after a failover; a local queue would be stale.
+        cfg.modules.cloudhub.queue_store = String::new();
+    }
     Ok(cfg)
 }
 

@@ -593,3 +593,94 @@ fn ours_running(root: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// `keadm init --ha` twice (two "machines": separate directories and ports) on a cluster with no
+/// CA Secret yet: the first creates the CA in the cluster, the second takes it from there; both
+/// cloudcores run in HA mode and `keadm reset` removes them.
+#[test]
+fn keadm_init_ha_adds_a_second_cloudcore() {
+    let Some(k8s) = LocalK8s::shared() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ha_ns = format!("keadm-ha-{}", std::process::id());
+    let admin = k8s.admin_kubeconfig.display().to_string();
+    let sides: Vec<Side> = ["one", "two"]
+        .iter()
+        .map(|n| Side {
+            root: tmp.path().join(n),
+        })
+        .collect();
+    let keadm = |side: &Side, args: &[&str]| {
+        let mut c = Command::new(bin("keadm"));
+        c.args(args).args(side.args());
+        c.output().expect("keadm")
+    };
+    let mut outputs = Vec::new();
+    for (side, identity) in sides.iter().zip(["cc-one", "cc-two"]) {
+        let (ws, https, metrics) = (
+            free_tcp_port().to_string(),
+            free_tcp_port().to_string(),
+            format!("127.0.0.1:{}", free_tcp_port()),
+        );
+        let o = keadm(
+            side,
+            &[
+                "init",
+                "--kube-config",
+                &admin,
+                "--ha",
+                "--ha-identity",
+                identity,
+                "--ha-namespace",
+                &ha_ns,
+                "--listen-address",
+                "127.0.0.1",
+                "--port",
+                &ws,
+                "--https-port",
+                &https,
+                "--metrics-address",
+                &metrics,
+                "--mode",
+                "background",
+            ],
+        );
+        let out = text(&o);
+        outputs.push(out.clone());
+        if !o.status.success() {
+            for s in &sides {
+                let _ = keadm(s, &["reset"]);
+            }
+            panic!("keadm init --ha ({identity}) failed:\n{out}");
+        }
+    }
+    let result = std::panic::catch_unwind(|| {
+        assert!(outputs[0].contains("HA: CA Created"), "{}", outputs[0]);
+        assert!(outputs[1].contains("HA: CA FromSecret"), "{}", outputs[1]);
+        let ca = |s: &Side| std::fs::read_to_string(s.root.join("etc/ca/rootCA.crt")).unwrap();
+        assert_eq!(ca(&sides[0]), ca(&sides[1]), "two CAs");
+        for s in &sides {
+            let cfg = std::fs::read_to_string(s.config("cloudcore")).unwrap();
+            assert!(cfg.contains("ha:") && cfg.contains(&ha_ns), "{cfg}");
+            assert!(
+                s.log("cloudcore").contains("cloudhub HA: serving"),
+                "{}",
+                s.log("cloudcore")
+            );
+        }
+        let leases = k8s.kubectl_ok(&["get", "leases", "-n", &ha_ns, "-o", "name"]);
+        for id in ["cc-one", "cc-two"] {
+            assert!(
+                leases.contains(&format!("lease.coordination.k8s.io/cloudcore.{id}")),
+                "{leases}"
+            );
+        }
+    });
+    for s in &sides {
+        let o = keadm(s, &["reset"]);
+        assert!(o.status.success(), "keadm reset: {}", text(&o));
+    }
+    let _ = k8s.kubectl(&["delete", "namespace", &ha_ns, "--wait=false"]);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
