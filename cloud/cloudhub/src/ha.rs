@@ -303,6 +303,23 @@ impl Ha {
         Err(Error::Contended(name))
     }
 
+    /// Deletes the node's Lease (the Node is gone from Kubernetes, or no longer an edge node).
+    pub async fn remove(&self, node: &str) -> Result<(), Error> {
+        let name = node_lease_name(node)?;
+        lock(&self.owned).remove(node);
+        match self.leases().delete(&name, &Default::default()).await {
+            Ok(_) => {
+                debug!(%node, "node gone: its Lease removed");
+                Ok(())
+            }
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(source) => Err(Error::Api {
+                what: format!("delete Lease {}/{name}", self.opts.namespace),
+                source,
+            }),
+        }
+    }
+
     /// Renews this cloudcore's Lease, watches the node Leases and clears orphaned ones, until
     /// `cancel`.
     pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {

@@ -383,6 +383,16 @@ impl CloudHub {
         self.inner.ha.is_some()
     }
 
+    /// HA mode: the Node left Kubernetes (or lost the edge label): its Lease is deleted (every
+    /// cloudcore may try; a missing Lease is fine). No-op without HA.
+    pub async fn forget_node(&self, node: &str) {
+        if let Some(ha) = &self.inner.ha
+            && let Err(e) = ha.remove(node).await
+        {
+            warn!(%node, "cannot remove the node's Lease: {e}");
+        }
+    }
+
     /// HA mode: another cloudcore took `node`: close its session and drop its queue.
     fn drop_node(&self, node: &str) {
         let Some(n) = lock(&self.inner.nodes).remove(node) else {

@@ -338,6 +338,10 @@ impl Downstream {
             Change::Modified { old, new } => (new.name_any(), node_ready(&new) && !old),
             Change::Deleted { key, .. } => {
                 info!(node = %key, "edge node gone");
+                if self.hub.is_ha() {
+                    let hub = self.hub.clone();
+                    tokio::spawn(async move { hub.forget_node(&key).await });
+                }
                 return;
             }
         };

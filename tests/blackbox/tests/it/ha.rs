@@ -248,6 +248,16 @@ async fn edges_fail_over_to_the_other_cloudcore_and_converge() {
     let mut del = vec!["delete", "--wait=false", "node"];
     del.extend(node_refs.iter().copied());
     k8s.kubectl_ok(&del);
+    // Deleted nodes leave no Lease behind.
+    eventually(
+        Duration::from_secs(30),
+        "node Leases removed with their nodes",
+        || {
+            let left = node_lease_holders(&k8s, &ha_ns);
+            async move { left.is_empty().then_some(()) }
+        },
+    )
+    .await;
     let mut del_ns = vec!["delete", "--wait=false", "namespace", ha_ns.as_str()];
     del_ns.extend(nss.iter().map(String::as_str));
     k8s.kubectl_ok(&del_ns);
