@@ -78,6 +78,28 @@ fn rv_uid<K: ResourceExt>(o: &K) -> (String, String) {
     )
 }
 
+/// The message sending the cached config map or secret `key` (`<ns>/<name>`) to `node`, as its
+/// watch's `Added` would (config maps `insert`, secrets `update`, as v1.2), with the object's UID;
+/// `None` when the cache does not hold it.
+pub(crate) fn config_message(
+    caches: &Caches,
+    node: &str,
+    kind: &'static str,
+    key: &str,
+) -> Option<(Option<String>, Message)> {
+    let (ns, name) = split_key(key);
+    let (meta, content, operation) = if kind == kind::SECRET {
+        let o = caches.secrets.get(ns, name)?;
+        (o.metadata.clone(), to_json(&*o), op::UPDATE)
+    } else {
+        let o = caches.configmaps.get(ns, name)?;
+        (o.metadata.clone(), to_json(&*o), op::INSERT)
+    };
+    let rv = meta.resource_version.unwrap_or_default();
+    let m = messages::object(node, operation, ns, kind, name, &rv, content);
+    Some((meta.uid, m))
+}
+
 fn to_json<T: serde::Serialize>(o: &T) -> Value {
     serde_json::to_value(o).unwrap_or(Value::Null)
 }
@@ -434,22 +456,11 @@ impl Downstream {
         }
     }
 
-    /// Sends the cached config map or secret `key` to `node`, when the cache has it (as its
-    /// watch's `Added` would: config maps `insert`, secrets `update`, as v1.2).
+    /// Sends the cached config map or secret `key` to `node`, when the cache has it.
     fn send_config(&self, node: &str, kind: &'static str, key: &str) {
-        let (ns, name) = split_key(key);
-        let (rv, content, operation) = if kind == kind::SECRET {
-            let Some(o) = self.caches.secrets.get(ns, name) else {
-                return;
-            };
-            (o.resource_version().unwrap_or_default(), to_json(&*o), op::UPDATE)
-        } else {
-            let Some(o) = self.caches.configmaps.get(ns, name) else {
-                return;
-            };
-            (o.resource_version().unwrap_or_default(), to_json(&*o), op::INSERT)
-        };
-        self.send(messages::object(node, operation, ns, kind, name, &rv, content));
+        if let Some((_, m)) = config_message(&self.caches, node, kind, key) {
+            self.send(m);
+        }
     }
 
     // ---- config maps and secrets --------------------------------------------------------------

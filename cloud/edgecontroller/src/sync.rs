@@ -385,43 +385,15 @@ impl SyncController {
         known: &HashSet<String>,
     ) {
         let (cms, secrets) = crate::downstream::pod_references(pod);
-        let c = &self.caches;
-        for key in cms {
-            let (ns, name) = key.split_once('/').unwrap_or(("", &key));
-            if let Some(o) = c.configmaps.get(ns, name)
-                && let Some(uid) = o.metadata.uid.as_deref()
-                && !known.contains(&object_sync_name(node, uid))
-                && let Ok(content) = serde_json::to_value(&*o)
+        let refs = cms
+            .into_iter()
+            .map(|k| (kind::CONFIGMAP, k))
+            .chain(secrets.into_iter().map(|k| (kind::SECRET, k)));
+        for (k, key) in refs {
+            if let Some((Some(uid), m)) = crate::downstream::config_message(&self.caches, node, k, &key)
+                && !known.contains(&object_sync_name(node, &uid))
             {
-                let rv = o.resource_version().unwrap_or_default();
-                self.send(messages::object(
-                    node,
-                    op::INSERT,
-                    ns,
-                    kind::CONFIGMAP,
-                    name,
-                    &rv,
-                    content,
-                ));
-            }
-        }
-        for key in secrets {
-            let (ns, name) = key.split_once('/').unwrap_or(("", &key));
-            if let Some(o) = c.secrets.get(ns, name)
-                && let Some(uid) = o.metadata.uid.as_deref()
-                && !known.contains(&object_sync_name(node, uid))
-                && let Ok(content) = serde_json::to_value(&*o)
-            {
-                let rv = o.resource_version().unwrap_or_default();
-                self.send(messages::object(
-                    node,
-                    op::UPDATE,
-                    ns,
-                    kind::SECRET,
-                    name,
-                    &rv,
-                    content,
-                ));
+                self.send(m);
             }
         }
     }
