@@ -72,12 +72,7 @@ pub enum Error {
     },
 }
 
-fn status(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
+use crate::api_status as status;
 
 /// What [`ensure`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -137,7 +137,7 @@ pub fn cloudcore_lease_name(identity: &str) -> String {
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
+    crate::api_status(e) == Some(code)
 }
 
 fn rv_of(l: &Lease) -> u64 {
@@ -236,6 +236,26 @@ impl Ha {
         lock(&self.owned).len()
     }
 
+    /// A Lease `name` held by this cloudcore from now on, with `labels`.
+    fn new_lease<const N: usize>(&self, name: &str, labels: [(String, String); N]) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(self.opts.namespace.clone()),
+                labels: Some(BTreeMap::from(labels)),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(self.opts.identity.clone()),
+                lease_duration_seconds: i32::try_from(self.opts.lease_duration.as_secs()).ok(),
+                acquire_time: Some(now()),
+                renew_time: Some(now()),
+                lease_transitions: Some(0),
+                ..Default::default()
+            }),
+        }
+    }
+
     /// Writes this cloudcore into the node's Lease (creating it), whoever held it.
     pub async fn acquire(&self, node: &str) -> Result<Acquired, Error> {
         let name = node_lease_name(node)?;
@@ -248,25 +268,13 @@ impl Ha {
             })?;
             let (result, from) = match current {
                 None => {
-                    let lease = Lease {
-                        metadata: ObjectMeta {
-                            name: Some(name.clone()),
-                            namespace: Some(self.opts.namespace.clone()),
-                            labels: Some(BTreeMap::from([
-                                (LEASE_KIND_LABEL.to_owned(), "node".to_owned()),
-                                (NODE_LABEL.to_owned(), node.to_owned()),
-                            ])),
-                            ..Default::default()
-                        },
-                        spec: Some(LeaseSpec {
-                            holder_identity: Some(me.clone()),
-                            lease_duration_seconds: i32::try_from(self.opts.lease_duration.as_secs()).ok(),
-                            acquire_time: Some(now()),
-                            renew_time: Some(now()),
-                            lease_transitions: Some(0),
-                            ..Default::default()
-                        }),
-                    };
+                    let lease = self.new_lease(
+                        &name,
+                        [
+                            (LEASE_KIND_LABEL.to_owned(), "node".to_owned()),
+                            (NODE_LABEL.to_owned(), node.to_owned()),
+                        ],
+                    );
                     (api.create(&PostParams::default(), &lease).await, None)
                 }
                 Some(mut lease) => {
@@ -382,23 +390,7 @@ impl Ha {
             .map_err(|source| Error::Api { what: what(), source })?;
         let result = match current {
             None => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        labels: Some(BTreeMap::from([(
-                            LEASE_KIND_LABEL.to_owned(),
-                            "cloudcore".to_owned(),
-                        )])),
-                        ..Default::default()
-                    },
-                    spec: Some(LeaseSpec {
-                        holder_identity: Some(self.opts.identity.clone()),
-                        lease_duration_seconds: i32::try_from(self.opts.lease_duration.as_secs()).ok(),
-                        acquire_time: Some(now()),
-                        renew_time: Some(now()),
-                        ..Default::default()
-                    }),
-                };
+                let lease = self.new_lease(&name, [(LEASE_KIND_LABEL.to_owned(), "cloudcore".to_owned())]);
                 api.create(&PostParams::default(), &lease).await
             }
             Some(mut lease) => {

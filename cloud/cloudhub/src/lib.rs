@@ -48,4 +48,12 @@ pub mod persist;
 pub mod queue;
 pub mod tokensecret;
 
+/// The HTTP status of a Kubernetes API error (`None` for transport errors).
+pub(crate) fn api_status(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
 pub use hub::{CloudHub, CloudHubOptions, HubError, HubEvent, Listening};

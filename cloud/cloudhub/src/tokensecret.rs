@@ -41,12 +41,7 @@ fn api_err(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Api { what, source }
 }
 
-fn status(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
+use crate::api_status as status;
 
 /// The token stored in the Secret, if any (absent Secret or key: `None`).
 pub async fn read(client: &kube::Client) -> Result<Option<String>> {
