@@ -42,6 +42,12 @@ impl Side {
             .flat_map(|(flag, sub)| [format!("--{flag}"), self.root.join(sub).display().to_string()])
             .collect()
     }
+    /// Runs keadm with this side's directories.
+    fn keadm(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(bin("keadm"));
+        c.args(args).args(self.args());
+        c.output().expect("keadm")
+    }
     fn log(&self, daemon: &str) -> String {
         std::fs::read_to_string(self.root.join("log").join(format!("{daemon}.log"))).unwrap_or_default()
     }
@@ -124,9 +130,7 @@ impl Suite {
     }
 
     fn keadm(&self, side: &Side, args: &[&str]) -> Output {
-        let mut c = Command::new(bin("keadm"));
-        c.args(args).args(side.args());
-        c.output().expect("keadm")
+        side.keadm(args)
     }
 
     fn keadm_in_ns(&self, side: &Side, args: &[&str]) -> Output {
@@ -609,11 +613,6 @@ fn keadm_init_ha_adds_a_second_cloudcore() {
             root: tmp.path().join(n),
         })
         .collect();
-    let keadm = |side: &Side, args: &[&str]| {
-        let mut c = Command::new(bin("keadm"));
-        c.args(args).args(side.args());
-        c.output().expect("keadm")
-    };
     let mut outputs = Vec::new();
     for (side, identity) in sides.iter().zip(["cc-one", "cc-two"]) {
         let (ws, https, metrics) = (
@@ -621,34 +620,31 @@ fn keadm_init_ha_adds_a_second_cloudcore() {
             free_tcp_port().to_string(),
             format!("127.0.0.1:{}", free_tcp_port()),
         );
-        let o = keadm(
-            side,
-            &[
-                "init",
-                "--kube-config",
-                &admin,
-                "--ha",
-                "--ha-identity",
-                identity,
-                "--ha-namespace",
-                &ha_ns,
-                "--listen-address",
-                "127.0.0.1",
-                "--port",
-                &ws,
-                "--https-port",
-                &https,
-                "--metrics-address",
-                &metrics,
-                "--mode",
-                "background",
-            ],
-        );
+        let o = side.keadm(&[
+            "init",
+            "--kube-config",
+            &admin,
+            "--ha",
+            "--ha-identity",
+            identity,
+            "--ha-namespace",
+            &ha_ns,
+            "--listen-address",
+            "127.0.0.1",
+            "--port",
+            &ws,
+            "--https-port",
+            &https,
+            "--metrics-address",
+            &metrics,
+            "--mode",
+            "background",
+        ]);
         let out = text(&o);
         outputs.push(out.clone());
         if !o.status.success() {
             for s in &sides {
-                let _ = keadm(s, &["reset"]);
+                let _ = s.keadm(&["reset"]);
             }
             panic!("keadm init --ha ({identity}) failed:\n{out}");
         }
@@ -676,7 +672,7 @@ fn keadm_init_ha_adds_a_second_cloudcore() {
         }
     });
     for s in &sides {
-        let o = keadm(s, &["reset"]);
+        let o = s.keadm(&["reset"]);
         assert!(o.status.success(), "keadm reset: {}", text(&o));
     }
     let _ = k8s.kubectl(&["delete", "namespace", &ha_ns, "--wait=false"]);

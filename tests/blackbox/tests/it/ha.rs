@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ke_testkit::k8s::LocalK8s;
 use ke_testkit::netns::NetNs;
-use ke_testkit::{Daemon, bin, eventually, free_tcp_port};
+use ke_testkit::{Daemon, Pki, bin, eventually, free_tcp_port};
 use serde_json::Value;
 
 use crate::cluster::{Cluster, metric, wait_metric};
@@ -320,12 +320,23 @@ async fn cloudcores_started_together_share_one_ca() {
     );
 
     // An edge with a node certificate of that CA, pointed at a dead port first, then a, then b.
+    // cloudcore a's directory has the layout of a test Pki (ca/rootCA.crt, certs/<node>.crt).
     let ca = ke_pki::Ca::load(&files("a")[0], &files("a")[1]).unwrap();
-    let certs = dir.path().join("edge");
-    ca.issue_node(&node).unwrap().write(&certs, &node).unwrap();
-    let edge_tls = |server: String| edge_once(&certs, &files("a")[0], &node, &server);
+    let pki = Pki {
+        dir: dir.path().join("a"),
+    };
+    ca.issue_node(&node)
+        .unwrap()
+        .write(&pki.dir.join("certs"), &node)
+        .unwrap();
+    let c = Cluster {
+        dir: tempfile::tempdir().unwrap(),
+        pki,
+    };
     for (cloud, who) in [(&a, "a"), (&b, "b")] {
-        let mut edge = edge_tls(format!("127.0.0.1:{},127.0.0.1:{}", free_tcp_port(), cloud.port));
+        let servers = format!("127.0.0.1:{},127.0.0.1:{}", free_tcp_port(), cloud.port);
+        let no_mqtt = "  eventbus:\n    enable: false\n";
+        let mut edge = c.edge_at(&node, &servers, "127.0.0.1:1", false, no_mqtt, false);
         wait_metric(
             &cloud.metrics,
             "cloudhub_connected_nodes",
@@ -333,7 +344,7 @@ async fn cloudcores_started_together_share_one_ca() {
             &format!("edge served by cloudcore {who}"),
         )
         .await;
-        edge.stop();
+        edge.daemon.stop();
     }
     k8s.kubectl_ok(&["delete", "--wait=false", "namespace", &ha_ns]);
 }
@@ -352,48 +363,4 @@ fn b64_decode(s: &str) -> Vec<u8> {
         })
         .unwrap();
     out.stdout
-}
-
-/// A bare edgecore (everything but edgehub and metamanager off) with certificates under `certs`.
-fn edge_once(certs: &Path, ca: &Path, node: &str, servers: &str) -> Daemon {
-    let m = free_tcp_port();
-    let cfg = format!(
-        "apiVersion: edgecore.config.kubeedge.io/v1alpha1
-kind: EdgeCore
-metricsAddress: 127.0.0.1:{m}
-database:
-  dataSource: {db}
-modules:
-  edged:
-    enable: false
-    hostnameOverride: {node}
-    nodeIP: 127.0.0.1
-  edgehub:
-    heartbeat: 2
-    tlsCaFile: {ca}
-    tlsCertFile: {crt}
-    tlsPrivateKeyFile: {key}
-    websocket:
-      enable: true
-      server: \"{servers}\"
-  eventbus:
-    enable: false
-  devicetwin:
-    enable: false
-  edgemesh:
-    enable: false
-",
-        db = certs.join(format!("edge-{m}.db")).display(),
-        ca = ca.display(),
-        crt = certs.join(format!("{node}.crt")).display(),
-        key = certs.join(format!("{node}.key")).display(),
-    );
-    let config = certs.join(format!("edgecore-{}.yaml", free_tcp_port()));
-    std::fs::write(&config, cfg).unwrap();
-    Daemon::start(
-        node,
-        &bin("edgecore"),
-        &["--config", config.to_str().unwrap()],
-        certs,
-    )
 }
