@@ -14,11 +14,17 @@
 //!
 //! An edge connects to any cloudcore (a list of addresses in edgecore.yaml, or a TCP load
 //! balancer). The cloudcore that has the edge's authenticated session writes itself into the
-//! node's Lease (a read-modify-write with the Lease's `resourceVersion` as precondition, retried
-//! on conflict) **before** it reads a message from the edge, announces the node to the
+//! node's Lease (a write with the Lease's `resourceVersion` as precondition, retried on conflict)
+//! **before** it reads a message from the edge, announces the node to the
 //! controllers or writes anything for it. An edge holds one session at a time, so the cloudcore it
 //! reaches last is the one it wants: taking the Lease over from a live holder is right (that
 //! holder's session is dead or dying).
+//!
+//! The first write needs no read: it is made against the version the watch last saw (a merge patch
+//! carrying that `resourceVersion`), or is a create when the watch knows no Lease for the node.
+//! Only a conflict costs a read, so re-homing a dead cloudcore's 5,000 nodes is 5,000 API writes.
+//! At most [`API_SLOTS`] such calls are in flight per cloudcore, so a burst of reconnecting edges
+//! queues here instead of opening a connection per edge to the API server.
 //!
 //! Every cloudcore watches the node Leases. When one it owns gets another holder at a newer
 //! `resourceVersion` than its own write, it has lost the node: it closes the node's session (if
@@ -62,7 +68,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +80,8 @@ pub const LEASE_KIND_LABEL: &str = "kubeedge.io/lease";
 pub const NODE_LABEL: &str = "kubeedge.io/node";
 /// Conditional writes tried before giving up on a node.
 const CONFLICT_ATTEMPTS: usize = 5;
+/// Lease writes of [`Ha::acquire`] in flight at once.
+pub const API_SLOTS: usize = 32;
 
 /// `modules.cloudhub.ha`, resolved.
 #[derive(Debug, Clone)]
@@ -185,9 +193,29 @@ pub struct Ha {
     opts: HaOptions,
     /// Nodes this cloudcore holds → the resourceVersion of its own last write of their Lease.
     owned: Mutex<HashMap<String, u64>>,
-    /// Every node Lease seen by the watch: node → (holder, resourceVersion).
-    holders: Mutex<HashMap<String, (String, u64)>>,
+    /// Every node Lease seen by the watch (or written here): node → what it said.
+    holders: Mutex<HashMap<String, Seen>>,
+    /// Bounds the acquire calls in flight ([`API_SLOTS`]).
+    slots: tokio::sync::Semaphore,
     notices: mpsc::UnboundedSender<Notice>,
+}
+
+/// A node Lease as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    holder: String,
+    rv: u64,
+    transitions: i32,
+}
+
+impl Seen {
+    fn of(l: &Lease) -> Self {
+        Self {
+            holder: holder_of(l).to_owned(),
+            rv: rv_of(l),
+            transitions: l.spec.as_ref().and_then(|s| s.lease_transitions).unwrap_or(0),
+        }
+    }
 }
 
 impl std::fmt::Debug for Ha {
@@ -212,6 +240,7 @@ impl Ha {
             opts,
             owned: Mutex::default(),
             holders: Mutex::default(),
+            slots: tokio::sync::Semaphore::new(API_SLOTS),
             notices,
         });
         (ha, rx)
@@ -259,56 +288,102 @@ impl Ha {
     /// Writes this cloudcore into the node's Lease (creating it), whoever held it.
     pub async fn acquire(&self, node: &str) -> Result<Acquired, Error> {
         let name = node_lease_name(node)?;
-        let api = self.leases();
-        let me = &self.opts.identity;
+        // The semaphore is never closed; were it, the call would just go unbounded.
+        let _slot = self.slots.acquire().await.ok();
+        let seen = lock(&self.holders).get(node).cloned();
+        let first = match &seen {
+            Some(seen) => self.take_over(node, &name, seen).await,
+            None => self.create_node_lease(node, &name).await,
+        };
+        match first {
+            Ok(from) => return Ok(self.acquired(node, from)),
+            // The watch was behind (a newer version, or the Lease is gone or not yet seen).
+            Err(e) if is_status(&e, 409) || is_status(&e, 404) => {}
+            Err(source) => return Err(self.write_error(&name, source)),
+        }
         for _ in 0..CONFLICT_ATTEMPTS {
-            let current = api.get_opt(&name).await.map_err(|source| Error::Api {
+            let current = self.leases().get_opt(&name).await.map_err(|source| Error::Api {
                 what: format!("get Lease {}/{name}", self.opts.namespace),
                 source,
             })?;
-            let (result, from) = match current {
-                None => {
-                    let lease = self.new_lease(
-                        &name,
-                        [
-                            (LEASE_KIND_LABEL.to_owned(), "node".to_owned()),
-                            (NODE_LABEL.to_owned(), node.to_owned()),
-                        ],
-                    );
-                    (api.create(&PostParams::default(), &lease).await, None)
-                }
-                Some(mut lease) => {
-                    let prev = holder_of(&lease).to_owned();
-                    let spec = lease.spec.get_or_insert_with(Default::default);
-                    if prev != *me {
-                        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
-                    }
-                    spec.holder_identity = Some(me.clone());
-                    spec.acquire_time = Some(now());
-                    spec.renew_time = Some(now());
-                    let from = (!prev.is_empty() && prev != *me).then_some(prev);
-                    (api.replace(&name, &PostParams::default(), &lease).await, from)
-                }
+            let result = match current {
+                None => self.create_node_lease(node, &name).await,
+                Some(l) => self.take_over(node, &name, &Seen::of(&l)).await,
             };
             match result {
-                Ok(written) => {
-                    lock(&self.owned).insert(node.to_owned(), rv_of(&written));
-                    match &from {
-                        Some(prev) => info!(%node, from = %prev, "took the node's Lease over"),
-                        None => debug!(%node, "holding the node's Lease"),
-                    }
-                    return Ok(Acquired { from });
-                }
-                Err(e) if is_status(&e, 409) => continue,
-                Err(source) => {
-                    return Err(Error::Api {
-                        what: format!("write Lease {}/{name}", self.opts.namespace),
-                        source,
-                    });
-                }
+                Ok(from) => return Ok(self.acquired(node, from)),
+                Err(e) if is_status(&e, 409) || is_status(&e, 404) => continue,
+                Err(source) => return Err(self.write_error(&name, source)),
             }
         }
         Err(Error::Contended(name))
+    }
+
+    fn write_error(&self, name: &str, source: kube::Error) -> Error {
+        Error::Api {
+            what: format!("write Lease {}/{name}", self.opts.namespace),
+            source,
+        }
+    }
+
+    fn acquired(&self, node: &str, from: Option<String>) -> Acquired {
+        match &from {
+            Some(prev) => info!(%node, from = %prev, "took the node's Lease over"),
+            None => debug!(%node, "holding the node's Lease"),
+        }
+        Acquired { from }
+    }
+
+    /// Creates the node's Lease held by this cloudcore; 409 when it exists.
+    async fn create_node_lease(&self, node: &str, name: &str) -> Result<Option<String>, kube::Error> {
+        let lease = self.new_lease(
+            name,
+            [
+                (LEASE_KIND_LABEL.to_owned(), "node".to_owned()),
+                (NODE_LABEL.to_owned(), node.to_owned()),
+            ],
+        );
+        let written = self.leases().create(&PostParams::default(), &lease).await?;
+        self.wrote(node, &written);
+        Ok(None)
+    }
+
+    /// Writes this cloudcore into the node's Lease as it was at `seen` (the write fails with 409
+    /// when the Lease has moved on since); returns the previous holder when another cloudcore.
+    async fn take_over(&self, node: &str, name: &str, seen: &Seen) -> Result<Option<String>, kube::Error> {
+        let me = &self.opts.identity;
+        let other = !seen.holder.is_empty() && seen.holder != *me;
+        let transitions = if seen.holder == *me {
+            seen.transitions
+        } else {
+            seen.transitions.saturating_add(1)
+        };
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": seen.rv.to_string()},
+            "spec": {
+                "holderIdentity": me,
+                "leaseDurationSeconds": i32::try_from(self.opts.lease_duration.as_secs()).ok(),
+                "acquireTime": now(),
+                "renewTime": now(),
+                "leaseTransitions": transitions,
+            },
+        });
+        let written = self
+            .leases()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.wrote(node, &written);
+        Ok(other.then(|| seen.holder.clone()))
+    }
+
+    /// Records this cloudcore's own write of a node Lease.
+    fn wrote(&self, node: &str, written: &Lease) {
+        let seen = Seen::of(written);
+        lock(&self.owned).insert(node.to_owned(), seen.rv);
+        let mut holders = lock(&self.holders);
+        if holders.get(node).is_none_or(|known| known.rv < seen.rv) {
+            holders.insert(node.to_owned(), seen);
+        }
     }
 
     /// Deletes the node's Lease (the Node is gone from Kubernetes, or no longer an edge node).
@@ -428,11 +503,12 @@ impl Ha {
 
     fn observe(&self, l: &Lease) {
         let Some(node) = node_of(l) else { return };
-        let (holder, rv) = (holder_of(l).to_owned(), rv_of(l));
+        let seen = Seen::of(l);
+        let (holder, rv) = (&seen.holder, seen.rv);
         let lost = {
             let mut owned = lock(&self.owned);
             match owned.get(node) {
-                Some(&mine) if holder != self.opts.identity && rv > mine => {
+                Some(&mine) if *holder != self.opts.identity && rv > mine => {
                     owned.remove(node);
                     true
                 }
@@ -443,7 +519,10 @@ impl Ha {
             info!(%node, to = %holder, "another cloudcore took the node");
             let _ = self.notices.send(Notice::Lost(node.to_owned()));
         }
-        lock(&self.holders).insert(node.to_owned(), (holder, rv));
+        let mut holders = lock(&self.holders);
+        if holders.get(node).is_none_or(|known| known.rv < seen.rv) {
+            holders.insert(node.to_owned(), seen);
+        }
     }
 
     /// Clears the holder of every node Lease whose holder's cloudcore Lease stood still for a
@@ -467,7 +546,7 @@ impl Ha {
         }
         // A holder without a Lease of its own is timed from when it was first missed.
         let holders: std::collections::HashSet<String> =
-            lock(&self.holders).values().map(|(h, _)| h.clone()).collect();
+            lock(&self.holders).values().map(|s| s.holder.clone()).collect();
         for h in holders.iter().filter(|h| !h.is_empty()) {
             seen.entry(h.clone()).or_insert((0, t));
         }
@@ -480,7 +559,7 @@ impl Ha {
         alive.insert(self.opts.identity.clone());
         let orphans: Vec<String> = lock(&self.holders)
             .iter()
-            .filter(|(_, (holder, _))| !holder.is_empty() && !alive.contains(holder))
+            .filter(|(_, s)| !s.holder.is_empty() && !alive.contains(&s.holder))
             .map(|(node, _)| node.clone())
             .collect();
         for node in orphans {
@@ -503,7 +582,7 @@ impl Ha {
         else {
             return Ok(false);
         };
-        let expected = lock(&self.holders).get(node).map(|(h, _)| h.clone());
+        let expected = lock(&self.holders).get(node).map(|s| s.holder.clone());
         if expected.as_deref() != Some(holder_of(&lease)) {
             return Ok(false); // it moved since the watch saw it
         }
