@@ -141,6 +141,18 @@ pub enum HubError {
     /// HA mode: another cloudcore serves the node.
     #[error("node {0} is served by another cloudcore (HA mode)")]
     NotOwned(String),
+    /// Nothing was sent: the edge has, or is being sent, this version or a newer one.
+    #[error(
+        "{resource} at resourceVersion {version:?}: node {node} already has or is being sent this version or a newer one; nothing sent"
+    )]
+    Superseded {
+        /// Node.
+        node: String,
+        /// The message's resource.
+        resource: String,
+        /// Its resourceVersion.
+        version: String,
+    },
     /// HA mode: the Lease bookkeeping could not start.
     #[error("HA: {0}")]
     Ha(#[from] crate::ha::Error),
@@ -350,12 +362,22 @@ impl CloudHub {
             .ok_or_else(|| HubError::NoNode(msg.resource().to_owned()))?
             .to_owned();
         let id = msg.id().to_owned();
+        let (resource, version) = (msg.resource().to_owned(), msg.header.resource_version.clone());
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.waiters).insert(id.clone(), tx);
         match self.send(msg) {
             Ok(Admit::NotOwned) => {
                 lock(&self.inner.waiters).remove(&id);
                 return Err(HubError::NotOwned(node));
+            }
+            // No ack will ever name this message: say so now rather than at the timeout.
+            Ok(Admit::Stale) => {
+                lock(&self.inner.waiters).remove(&id);
+                return Err(HubError::Superseded {
+                    node,
+                    resource,
+                    version,
+                });
             }
             Ok(_) => {}
             Err(e) => {

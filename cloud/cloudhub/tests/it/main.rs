@@ -181,6 +181,16 @@ async fn unix_socket_request_returns_edge_reply() {
     let reply = client.await.unwrap().unwrap();
     assert_eq!(reply.parent_id(), id);
     assert_eq!(reply.content_str(), Some("OK"));
+    // The same version again is not sent, and the reply says so at once (no wait for an ack
+    // that cannot come).
+    let sock = env.at.unix_socket.clone().unwrap();
+    let again = pod("edge-u", "via-unix", "3");
+    let reply = tokio::time::timeout(T, ke_transport::unix::request(&sock, &again, 1 << 20))
+        .await
+        .expect("a stale request is answered before the ack timeout")
+        .unwrap();
+    assert_eq!(reply.operation(), "error");
+    assert!(reply.content_json_text().contains("nothing sent"), "{reply:?}");
     // A request for a node that is not there times out into an error reply, not a hang.
     let sock = env.at.unix_socket.clone().unwrap();
     let bad = Message::new("x", "resource", "insert", "default/pod/no-node", json!(null));
