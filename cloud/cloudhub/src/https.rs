@@ -22,7 +22,6 @@ use std::time::Duration;
 use ke_pki::token::TokenKey;
 use ke_pki::{Ca, ca};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -74,12 +73,10 @@ impl std::fmt::Debug for CertServerOptions {
 
 /// Binds and serves until `cancel` fires; returns the bound address.
 pub async fn serve(opts: CertServerOptions, cancel: CancellationToken) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: opts.listen,
-            source,
-        })?;
+    let listener = ke_transport::ws::listen(opts.listen).map_err(|source| Error::Bind {
+        addr: opts.listen,
+        source,
+    })?;
     let local = listener.local_addr().map_err(|source| Error::Bind {
         addr: opts.listen,
         source,

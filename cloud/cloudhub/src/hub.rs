@@ -286,7 +286,7 @@ impl CloudHub {
         }
         let mut listening = Listening::default();
         if let Some(addr) = hub.inner.opts.websocket {
-            let l = TcpListener::bind(addr).await.map_err(|source| HubError::Listen {
+            let l = ke_transport::ws::listen(addr).map_err(|source| HubError::Listen {
                 what: format!("websocket {addr}"),
                 source,
             })?;

@@ -44,6 +44,25 @@ fn refusal_response(r: &Refusal) -> ErrorResponse {
     resp
 }
 
+/// Accept-queue length asked of the kernel for a cloud listener (it caps the value at
+/// `net.core.somaxconn`). Thousands of edges reconnect at once when a cloudcore dies; with the
+/// usual 1024 the overflow's SYNs are dropped and those edges wait out TCP's SYN back-off
+/// (1, 3, 7, 15, 31, 63 s…) instead of being accepted a moment later.
+pub const LISTEN_BACKLOG: u32 = 8192;
+
+/// A TCP listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as
+/// `tokio::net::TcpListener::bind` sets it).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Server side: TLS handshake (client certificate required by `tls`), then the WebSocket upgrade.
 ///
 /// `admit` sees the edge's claimed identity and its certificate before the upgrade completes and may
