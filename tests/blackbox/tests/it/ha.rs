@@ -1,12 +1,15 @@
 //! cloudcore HA (`modules.cloudhub.ha`) against the real local control plane: two cloudcores,
-//! three edgecores in network namespaces of their own, each edge listing both cloudcores.
+//! three edgecores in network namespaces of their own, each edge listing both cloudcores; and one
+//! edgecore whose edged runs its pods on containerd, to count pod starts across a failover.
 //!
 //! Each test uses a namespace of its own for the Leases and the CA Secret (as a fresh cluster
 //! would have), and the admin kubeconfig (cloudcore's RBAC Role covers namespace `kubeedge`).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ke_cri::{CONTAINERD_ENDPOINT, CriClient, api};
 use ke_testkit::k8s::LocalK8s;
 use ke_testkit::netns::NetNs;
 use ke_testkit::{Daemon, Pki, bin, eventually, free_tcp_port};
@@ -111,6 +114,7 @@ async fn connected(addr: &str) -> f64 {
 }
 
 const PER_NODE: usize = 50;
+const T: Duration = Duration::from_secs(90);
 
 // Multi-threaded: the re-home timer runs while the test thread blocks in kubectl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,4 +367,226 @@ fn b64_decode(s: &str) -> Vec<u8> {
         })
         .unwrap();
     out.stdout
+}
+
+/// Pod uid → ids of its sandboxes, and pod uid → (container name, attempt, id) of its containers,
+/// as containerd lists them for `node` (every state: a second start would show as a second entry).
+async fn cri_starts(
+    node: &str,
+) -> (
+    BTreeMap<String, Vec<String>>,
+    BTreeMap<String, Vec<(String, u32, String)>>,
+) {
+    let c = CriClient::new(CONTAINERD_ENDPOINT, Duration::from_secs(30)).unwrap();
+    let by_node = HashMap::from([("kubeedge.io/node".to_owned(), node.to_owned())]);
+    let mut sandboxes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for sb in c
+        .list_pod_sandboxes(Some(api::PodSandboxFilter {
+            label_selector: by_node.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+    {
+        let uid = sb.metadata.map(|m| m.uid).unwrap_or_default();
+        sandboxes.entry(uid).or_default().push(sb.id);
+    }
+    let mut containers: BTreeMap<String, Vec<(String, u32, String)>> = BTreeMap::new();
+    for k in c
+        .list_containers(Some(api::ContainerFilter {
+            label_selector: by_node,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+    {
+        let uid = k.labels.get("io.kubernetes.pod.uid").cloned().unwrap_or_default();
+        let (name, attempt) = k.metadata.map(|m| (m.name, m.attempt)).unwrap_or_default();
+        containers.entry(uid).or_default().push((name, attempt, k.id));
+    }
+    (sandboxes, containers)
+}
+
+/// Pod name → (uid, phase, restart count) in `ns`.
+fn api_pods(k8s: &LocalK8s, ns: &str) -> BTreeMap<String, (String, String, i64)> {
+    let out = k8s.kubectl_ok(&["get", "pods", "-n", ns, "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let restarts = p["status"]["containerStatuses"]
+                .as_array()
+                .map(|cs| cs.iter().filter_map(|c| c["restartCount"].as_i64()).sum())
+                .unwrap_or(0);
+            (
+                p["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                (
+                    p["metadata"]["uid"].as_str().unwrap_or_default().to_owned(),
+                    p["status"]["phase"].as_str().unwrap_or_default().to_owned(),
+                    restarts,
+                ),
+            )
+        })
+        .collect()
+}
+
+fn sleeper(ns: &str, node: &str, name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: docker.io/kubeedge/busybox:test
+    command: [sleep, '3600']
+"
+    )
+}
+
+/// A real edged on containerd, its cloudcore killed -9 while its pods change: after the edge moved
+/// to the other cloudcore every pod runs, and none was started twice — one sandbox and one
+/// container (attempt 0) per pod in containerd, the same ones as before the failover, and no
+/// restart in the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_starts_no_pod_twice_on_containerd() {
+    let Some(k8s) = LocalK8s::shared() else { return };
+    let id = std::process::id();
+    let (node, ns, ha_ns) = (
+        format!("ha-edged-{id}"),
+        format!("ha-pods-{id}"),
+        format!("ha-e-{id}"),
+    );
+    let _cleanup = crate::edged_k8s::Cleanup(node.clone());
+    let c = Cluster::new(&[&node]);
+    let tls = || {
+        [
+            c.pki.ca(),
+            c.pki.dir.join("ca/rootCA.key"),
+            c.pki.cert("server"),
+            c.pki.key("server"),
+        ]
+    };
+    let mut a = ha_cloud(&c.path().join("a"), "a", &ha_ns, &k8s, tls());
+    let b = ha_cloud(&c.path().join("b"), "b", &ha_ns, &k8s, tls());
+    for cloud in [&a, &b] {
+        eventually(Duration::from_secs(60), "cloudcore metrics up", || {
+            let addr = cloud.metrics.clone();
+            async move { metric(&addr, "cloudhub_connected_nodes").await }
+        })
+        .await;
+    }
+    let edged = format!(
+        "  edged:\n    hostnameOverride: {node}\n    nodeIP: 127.0.0.1\n    runtimeType: remote\n    \
+         remoteRuntimeEndpoint: unix:///run/containerd/containerd.sock\n    \
+         remoteImageEndpoint: unix:///run/containerd/containerd.sock\n    \
+         podSandboxImage: docker.io/kubeedge/pause:3.6\n    imageGCHighThreshold: 100\n    nodeStatusUpdateFrequency: 2\n"
+    );
+    let servers = format!("127.0.0.1:{},127.0.0.1:{}", a.port, b.port);
+    let no_bus = "  eventbus:\n    enable: false\n";
+    let edge = c.edge_custom(&node, &servers, "", false, no_bus, false, &edged);
+    wait_metric(
+        &a.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "the edge on cloudcore a",
+    )
+    .await;
+    k8s.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+    ));
+    let first: Vec<String> = (0..4).map(|i| format!("p{i}")).collect();
+    for name in &first {
+        eventually(T, "pod accepted", || {
+            let ok = k8s.try_apply(&sleeper(&ns, &node, name)).is_ok();
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
+    let running = |want: Vec<String>| {
+        let (k8s, ns) = (&k8s, ns.clone());
+        async move {
+            eventually(T, "every pod Running in the API", || {
+                let pods = api_pods(k8s, &ns);
+                let names: Vec<&String> = pods.keys().collect();
+                let ok = names.len() == want.len()
+                    && want
+                        .iter()
+                        .all(|w| pods.get(w).is_some_and(|(_, phase, _)| phase == "Running"));
+                async move { ok.then_some(pods) }
+            })
+            .await
+        }
+    };
+    let before_pods = running(first.clone()).await;
+    let (before_sb, before_ct) = cri_starts(&node).await;
+    for (uid, _, _) in before_pods.values() {
+        assert_eq!(before_sb.get(uid).map(Vec::len), Some(1), "{before_sb:?}");
+        assert_eq!(before_ct.get(uid).map(Vec::len), Some(1), "{before_ct:?}");
+    }
+
+    // Cloudcore a dies while the pods change: 2 relabelled, 1 deleted, 2 created.
+    a.daemon.kill9();
+    let killed = Instant::now();
+    k8s.kubectl_ok(&["label", "pod", "-n", &ns, "p0", "p1", "moved=yes"]);
+    k8s.kubectl_ok(&["delete", "pod", "-n", &ns, "p3", "--grace-period=0", "--force"]);
+    for name in ["p4", "p5"] {
+        k8s.apply(&sleeper(&ns, &node, name));
+    }
+    wait_metric(
+        &b.metrics,
+        "cloudhub_connected_nodes",
+        |v| v == 1.0,
+        "the edge on cloudcore b",
+    )
+    .await;
+    let rehomed = killed.elapsed();
+    let after: Vec<String> = ["p0", "p1", "p2", "p4", "p5"].map(String::from).to_vec();
+    let after_pods = running(after.clone()).await;
+    // The deleted pod's sandbox goes; give edged the time to remove it.
+    let gone = before_pods["p3"].0.clone();
+    let (sb, ct) = eventually(T, "the deleted pod's sandbox removed", || {
+        let gone = gone.clone();
+        let node = node.clone();
+        async move {
+            let (sb, ct) = cri_starts(&node).await;
+            (!sb.contains_key(&gone)).then_some((sb, ct))
+        }
+    })
+    .await;
+    for (name, (uid, _, restarts)) in &after_pods {
+        assert_eq!(*restarts, 0, "{name} restarted: {after_pods:?}");
+        assert_eq!(sb.get(uid).map(Vec::len), Some(1), "{name}: sandboxes {sb:?}");
+        let cts = ct.get(uid).cloned().unwrap_or_default();
+        assert_eq!(cts.len(), 1, "{name}: containers {cts:?}");
+        assert_eq!(cts[0].1, 0, "{name}: container attempt {cts:?}");
+        if let Some((old_uid, _, _)) = before_pods.get(name) {
+            assert_eq!(old_uid, uid, "{name} was recreated");
+            assert_eq!(sb[uid], before_sb[uid], "{name}: a new sandbox");
+            assert_eq!(ct[uid][0].2, before_ct[uid][0].2, "{name}: a new container");
+        }
+    }
+    let labels = k8s.kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        &ns,
+        "p0",
+        "-o",
+        "jsonpath={.metadata.labels.moved}",
+    ]);
+    assert_eq!(labels, "yes");
+    eprintln!(
+        "ha failover with edged on containerd: edge re-homed {:.1}s after kill -9; 5 pods Running, each started once",
+        rehomed.as_secs_f64()
+    );
+    drop(edge);
+    k8s.kubectl_ok(&["delete", "pod", "-n", &ns, "--all", "--grace-period=0", "--force"]);
+    k8s.kubectl_ok(&["delete", "--wait=false", "node", &node]);
+    k8s.kubectl_ok(&["delete", "--wait=false", "namespace", &ns, &ha_ns]);
 }
