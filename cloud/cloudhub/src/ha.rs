@@ -24,7 +24,9 @@
 //! carrying that `resourceVersion`), or is a create when the watch knows no Lease for the node.
 //! Only a conflict costs a read, so re-homing a dead cloudcore's 5,000 nodes is 5,000 API writes.
 //! At most [`API_SLOTS`] such calls are in flight per cloudcore, so a burst of reconnecting edges
-//! queues here instead of opening a connection per edge to the API server.
+//! queues here instead of opening a connection per edge to the API server; the client's rate limit
+//! (`modules.cloudhub.ha.leaseQPS`, apart from the controllers' `kubeAPIConfig.qps`) bounds how
+//! fast a dead cloudcore's nodes re-home.
 //!
 //! Every cloudcore watches the node Leases. When one it owns gets another holder at a newer
 //! `resourceVersion` than its own write, it has lost the node: it closes the node's session (if
@@ -557,13 +559,13 @@ impl Ha {
             .map(|(id, _)| id.clone())
             .collect();
         alive.insert(self.opts.identity.clone());
-        let orphans: Vec<String> = lock(&self.holders)
+        let orphans: Vec<(String, String)> = lock(&self.holders)
             .iter()
             .filter(|(_, s)| !s.holder.is_empty() && !alive.contains(&s.holder))
-            .map(|(node, _)| node.clone())
+            .map(|(node, s)| (node.clone(), s.holder.clone()))
             .collect();
-        for node in orphans {
-            if self.clear(&node).await? {
+        for (node, dead) in orphans {
+            if self.clear(&node, &dead).await? {
                 info!(%node, "the node's cloudcore is dead and its edge connected nowhere: node orphaned");
                 let _ = self.notices.send(Notice::Orphaned(node));
             }
@@ -571,8 +573,9 @@ impl Ha {
         Ok(())
     }
 
-    /// Clears the holder of a node Lease held by a dead cloudcore: true when this write won.
-    async fn clear(&self, node: &str) -> Result<bool, Error> {
+    /// Clears the holder of a node Lease still held by the dead cloudcore `dead`: true when this
+    /// write won. A Lease taken since (by this cloudcore or another) is left alone.
+    async fn clear(&self, node: &str, dead: &str) -> Result<bool, Error> {
         let name = node_lease_name(node)?;
         let api = self.leases();
         let Some(mut lease) = api.get_opt(&name).await.map_err(|source| Error::Api {
@@ -582,9 +585,8 @@ impl Ha {
         else {
             return Ok(false);
         };
-        let expected = lock(&self.holders).get(node).map(|s| s.holder.clone());
-        if expected.as_deref() != Some(holder_of(&lease)) {
-            return Ok(false); // it moved since the watch saw it
+        if holder_of(&lease) != dead {
+            return Ok(false); // taken since the watch saw it
         }
         lease.spec.get_or_insert_with(Default::default).holder_identity = Some(String::new());
         match api.replace(&name, &PostParams::default(), &lease).await {
