@@ -190,7 +190,8 @@ async fn run(cfg: CloudCoreConfig) -> anyhow::Result<()> {
 /// when absent) and the Lease identity.
 async fn start_ha(cfg: &CloudCoreConfig) -> anyhow::Result<cloudhub::ha::HaSetup> {
     let hub = &cfg.modules.cloudhub;
-    let client = edgecontroller::kubeclient::client(&cfg.kube_api_config)
+    let qps = hub.ha.lease_qps;
+    let client = edgecontroller::kubeclient::client_limited(&cfg.kube_api_config, f64::from(qps), qps)
         .await
         .context("modules.cloudhub.ha: Kubernetes client from kubeAPIConfig")?
         .context(

@@ -60,10 +60,15 @@ pub async fn config(cfg: &KubeApiConfig) -> Result<Option<(kube::Config, Source)
 
 /// A client for [`config`], rate-limited to `qps` requests per second with bursts of `burst`.
 pub async fn client(cfg: &KubeApiConfig) -> Result<Option<kube::Client>> {
+    client_limited(cfg, f64::from(cfg.qps), u32::try_from(cfg.burst).unwrap_or(0)).await
+}
+
+/// A client for [`config`] with a rate limit of its own (`qps`, bursts of `burst`).
+pub async fn client_limited(cfg: &KubeApiConfig, qps: f64, burst: u32) -> Result<Option<kube::Client>> {
     let Some((c, _)) = config(cfg).await? else {
         return Ok(None);
     };
-    let limit = RateLimitLayer::new(f64::from(cfg.qps), u32::try_from(cfg.burst).unwrap_or(0));
+    let limit = RateLimitLayer::new(qps, burst);
     let builder = kube::client::ClientBuilder::try_from(c).map_err(Error::Client)?;
     Ok(Some(builder.with_layer(&limit).build()))
 }

@@ -711,6 +711,7 @@ fn ha_section_and_server_lists() {
     assert_eq!(ha.namespace, "kubeedge");
     assert_eq!(ha.lease_duration(), Duration::from_secs(9));
     assert_eq!(ha.advertise_address, vec!["10.0.0.1", "lb.example"]);
+    assert_eq!(ha.lease_qps, 500);
     c.validate().unwrap();
     // With HA the CA and server certificate may be absent: they come from the cluster.
     let mut c = c;
@@ -718,12 +719,14 @@ fn ha_section_and_server_lists() {
     c.validate_files().unwrap();
     let mut bad = c.clone();
     bad.modules.cloudhub.ha.lease_duration_seconds = 0;
+    bad.modules.cloudhub.ha.lease_qps = 0;
     bad.modules.cloudhub.ha.namespace.clear();
     let errs = invalid(bad.validate());
     assert!(
         errs.mentions("modules.cloudhub.ha.leaseDurationSeconds"),
         "{errs}"
     );
+    assert!(errs.mentions("modules.cloudhub.ha.leaseQPS"), "{errs}");
     assert!(errs.mentions("modules.cloudhub.ha.namespace"), "{errs}");
     // Off by default, and then not printed (v1.2's output is unchanged).
     assert!(!CloudCoreConfig::default().modules.cloudhub.ha.enable);
