@@ -16,8 +16,16 @@
 //! Prints objects/s (pods / first write → last ack) and p50/p99 write → ack latency; deletes the
 //! namespace and nodes it made afterwards.
 //!
-//! `ulimit -n` must allow two descriptors per node (cloudcore is started with a raised soft limit
-//! when the hard limit allows).
+//! **HA mode** (`--ha --kubeconfig <admin kubeconfig>`): two cloudcores with `modules.cloudhub.ha`
+//! on, sharing one CA and a fresh Lease namespace; each simulated node lists both (its own first,
+//! half the nodes on each) and moves to the other at once when its link drops. Prints the RSS per
+//! node of the pair, p50/p99 latency with both up, then kills one with SIGKILL and prints the time
+//! until the survivor serves every node (its `cloudhub_connected_nodes`, counted after each
+//! node's Lease write), its RSS per node, the Lease takeovers and the latency afterwards. Deletes
+//! the namespace (and with it the Leases) at the end.
+//!
+//! The bench raises its soft open-file limit to the hard limit (cloudcore inherits it); one
+//! descriptor per node is needed on each side.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +70,18 @@ struct Args {
     /// Controller mode: pods to create across the nodes.
     #[arg(long, default_value_t = 1000)]
     pods: usize,
+    /// HA mode (needs --kubeconfig): two cloudcores share the nodes; one is killed mid-run.
+    #[arg(long, requires = "kubeconfig")]
+    ha: bool,
+    /// HA mode: the cloudcores' `modules.cloudhub.ha.leaseQPS` (bounds the re-home rate).
+    #[arg(long, default_value_t = 500)]
+    lease_qps: u32,
+}
+
+/// One cloudcore of an HA pair.
+struct HaSide {
+    identity: String,
+    namespace: String,
 }
 
 /// `<ns>/pod/<name>` → when it first reached a simulated edge (controller mode).
@@ -74,7 +94,8 @@ struct Cloud {
     metrics: String,
 }
 
-fn start_cloud(args: &Args, dir: &Path, ca: &ke_pki::Ca) -> anyhow::Result<Cloud> {
+fn start_cloud(args: &Args, dir: &Path, ca: &ke_pki::Ca, ha: Option<&HaSide>) -> anyhow::Result<Cloud> {
+    std::fs::create_dir_all(dir)?;
     let certs = dir.join("certs");
     ca.write_new(&dir.join("ca")).context("writing the CA")?;
     ca.issue_server("cloudcore", &["127.0.0.1".into()])?
@@ -93,10 +114,11 @@ modules:
     nodeLimit: {limit}
     keepaliveInterval: {ka}
     tlsCAFile: {dir}/ca/rootCA.crt
+    tlsCAKeyFile: {dir}/ca/rootCA.key
     tlsCertFile: {dir}/certs/server.crt
     tlsPrivateKeyFile: {dir}/certs/server.key
-    queueStore: {dir}/cloudhub-queue.db
-    unixsocket:
+    queueStore: {queue}
+{ha}    unixsocket:
       enable: true
       address: unix://{sock}
     websocket:
@@ -115,7 +137,21 @@ modules:
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        controllers = args.kubeconfig.is_some(),
+        controllers = args.kubeconfig.is_some() && ha.is_none(),
+        // HA keeps delivery state in ObjectSync, not in a local queue store.
+        queue = if ha.is_some() {
+            String::from("\"\"")
+        } else {
+            format!("{}/cloudhub-queue.db", dir.display())
+        },
+        ha = ha
+            .map(|h| {
+                format!(
+                    "    ha:\n      enable: true\n      identity: {}\n      namespace: {}\n      leaseDurationSeconds: 15\n      leaseQPS: {}\n",
+                    h.identity, h.namespace, args.lease_qps
+                )
+            })
+            .unwrap_or_default(),
         limit = args.nodes + 10,
         ka = args.heartbeat * 2,
         dir = dir.display(),
@@ -133,7 +169,10 @@ modules:
         .arg("ulimit -n $(ulimit -Hn) 2>/dev/null; exec \"$0\" --config \"$1\"")
         .arg(&bin)
         .arg(&cfg_path)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
@@ -146,8 +185,38 @@ modules:
     })
 }
 
+/// Connection attempts of the simulated nodes, and how many of them failed (HA progress lines).
+static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+static FAILED_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+/// Why attempts failed (the error with the node's name taken out) → how often.
+static FAILURES: std::sync::Mutex<Option<HashMap<String, usize>>> = std::sync::Mutex::new(None);
+
+fn tally_failure(node: &str, e: &anyhow::Error) {
+    let why = format!("{e:#}").replace(node, "<node>");
+    if let Ok(mut f) = FAILURES.lock() {
+        *f.get_or_insert_with(HashMap::new).entry(why).or_default() += 1;
+    }
+}
+
+/// The failure tally, most frequent first.
+fn failure_tally() -> Vec<(usize, String)> {
+    let mut v: Vec<(usize, String)> = FAILURES
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, n)| (n, k))
+        .collect();
+    v.sort_by(|a, b| b.cmp(a));
+    v
+}
+
+/// One simulated node: connects to the first of `servers`, keeps its heartbeat and acks what it
+/// receives. With several servers it moves to the next one at once when a connection fails or
+/// drops (a pause only after the whole list failed); with one it returns the error.
 async fn simulated_edge(
-    server: String,
+    servers: Vec<String>,
     node: String,
     tls: Arc<rustls::ClientConfig>,
     heartbeat: Duration,
@@ -158,7 +227,36 @@ async fn simulated_edge(
         node_id: node.clone(),
         project_id: "bench".into(),
     };
-    let (mut tx, mut rx) = ke_transport::ws::connect(&server, &hello, tls, &LinkLimits::default()).await?;
+    let mut failures = 0;
+    for server in servers.iter().cycle() {
+        ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        let Err(e) = session(server, &hello, &tls, heartbeat, &received, &arrivals).await else {
+            continue;
+        };
+        FAILED_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        tally_failure(&node, &e);
+        if servers.len() == 1 {
+            return Err(e);
+        }
+        failures += 1;
+        if failures % servers.len() == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// One session of a simulated node with `server`; ends only with the error that ended it.
+async fn session(
+    server: &str,
+    hello: &EdgeHello,
+    tls: &Arc<rustls::ClientConfig>,
+    heartbeat: Duration,
+    received: &AtomicUsize,
+    arrivals: &Arrivals,
+) -> anyhow::Result<()> {
+    let (mut tx, mut rx) =
+        ke_transport::ws::connect(server, hello, tls.clone(), &LinkLimits::default()).await?;
     tx.send(&Message::keepalive()).await?;
     let mut tick = tokio::time::interval(heartbeat);
     tick.tick().await;
@@ -179,15 +277,199 @@ async fn simulated_edge(
                         a.entry(m.resource().to_owned()).or_insert(at);
                     }
                 }
-                None => bail!("{node}: cloud closed the link"),
+                None => bail!("{}: {server} closed the link", hello.node_id),
             },
         }
     }
 }
 
+/// Sends `rate` acked messages per second for `seconds` through the unix sockets of `targets`
+/// (message i goes to target i mod len; its config map is `cm-<first + i>`, at resourceVersion
+/// first + i + 1, so phases starting at different `first` send new objects); returns the sorted
+/// round trips and the errors.
+async fn latency_phase(
+    targets: &[(PathBuf, String)],
+    rate: u64,
+    seconds: u64,
+    first: usize,
+) -> (Vec<Duration>, usize) {
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::with_capacity(total);
+    for i in 0..total {
+        ticker.tick().await;
+        let Some((sock, node)) = targets.get(i % targets.len().max(1)).cloned() else {
+            break;
+        };
+        let i = first + i;
+        let msg = Message::new(
+            module::EDGECONTROLLER,
+            group::RESOURCE,
+            op::UPDATE,
+            format!("node/{node}/default/configmap/cm-{i}"),
+            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
+        )
+        .with_resource_version((i + 1).to_string());
+        let (lat, errors) = (lat.clone(), errors.clone());
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            match ke_transport::unix::request(&sock, &msg, 1 << 20).await {
+                Ok(r) if r.operation() == op::RESPONSE => {
+                    if let Ok(mut l) = lat.lock() {
+                        l.push(t.elapsed());
+                    }
+                }
+                Ok(r) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("error reply: {}", r.content_json_text());
+                }
+                Err(e) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("unix request failed: {e}");
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let mut l = lat.lock().map(|l| l.clone()).unwrap_or_default();
+    l.sort();
+    (l, errors.load(Ordering::Relaxed))
+}
+
+fn print_latency(what: &str, l: &[Duration], errors: usize, rate: u64) {
+    println!(
+        "{what}: cloud->edge->ack latency over {} messages at {rate} msg/s: p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}  errors {errors}   (target p99 <= 20 ms at 1,000 msg/s)",
+        l.len(),
+        pct(l, 0.50),
+        pct(l, 0.90),
+        pct(l, 0.99),
+        l.last().copied().unwrap_or_default(),
+    );
+}
+
+async fn wait_listening(cloud: &Cloud, dir: &Path) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    while tokio::net::TcpStream::connect(&cloud.ws).await.is_err() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "cloudcore did not listen on {} (see {}/cloudcore.log)",
+                cloud.ws,
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// One TLS client configuration per simulated node `bench-<i>`.
+fn node_tls(ca: &ke_pki::Ca, nodes: usize) -> anyhow::Result<Vec<Arc<rustls::ClientConfig>>> {
+    println!("issuing {nodes} node certificates…");
+    let ca_pem = ca.cert_pem().as_bytes().to_vec();
+    let mut tls = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        let pair = ca.issue_node(&format!("bench-{i}"))?;
+        let material =
+            ke_pki::tls::TlsMaterial::from_pem(&ca_pem, pair.cert_pem.as_bytes(), pair.key_pem.as_bytes())?;
+        tls.push(ke_pki::tls::client_config_from(material)?);
+    }
+    Ok(tls)
+}
+
+/// Starts the simulated nodes; node i gets `servers(i)`. Returns the count of nodes that gave up.
+async fn connect_nodes(
+    args: &Args,
+    tls: Vec<Arc<rustls::ClientConfig>>,
+    servers: impl Fn(usize) -> Vec<String>,
+    received: &Arc<AtomicUsize>,
+    arrivals: &Arrivals,
+) -> anyhow::Result<Arc<AtomicUsize>> {
+    let failed = Arc::new(AtomicUsize::new(0));
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency));
+    for (i, tls) in tls.into_iter().enumerate() {
+        let permit = sem.clone().acquire_owned().await?;
+        let (servers, received, failed) = (servers(i), received.clone(), failed.clone());
+        let arrivals = arrivals.clone();
+        let hb = Duration::from_secs(args.heartbeat);
+        tokio::spawn(async move {
+            let node = format!("bench-{i}");
+            // Hold the permit only for the handshake: released once the first keepalive went out.
+            let fut = simulated_edge(servers, node.clone(), tls, hb, received, arrivals);
+            drop(permit);
+            if let Err(e) = fut.await {
+                failed.fetch_add(1, Ordering::Relaxed);
+                eprintln!("{node}: {e:#}");
+            }
+        });
+        if i % 500 == 499 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(failed)
+}
+
+/// Sum of `cloudhub_connected_nodes` over `clouds` (a dead one counts 0).
+async fn connected_on(clouds: &[&Cloud]) -> f64 {
+    let mut n = 0.0;
+    for c in clouds {
+        n += metric(&c.metrics, "cloudhub_connected_nodes")
+            .await
+            .unwrap_or(0.0);
+    }
+    n
+}
+
+/// Polls until `clouds` serve `want` nodes (or `failed` + served reach it, or `limit` passes);
+/// returns what they serve. With `progress`, prints a line every `progress`.
+async fn wait_connected(
+    clouds: &[&Cloud],
+    want: usize,
+    failed: &AtomicUsize,
+    limit: Duration,
+    progress: Option<Duration>,
+) -> f64 {
+    let t0 = Instant::now();
+    let deadline = t0 + limit;
+    let mut connected = 0.0;
+    let mut next_line = progress.map(|p| t0 + p);
+    while Instant::now() < deadline {
+        connected = connected_on(clouds).await;
+        if connected as usize + failed.load(Ordering::Relaxed) >= want {
+            break;
+        }
+        if let (Some(at), Some(p)) = (next_line, progress)
+            && Instant::now() >= at
+        {
+            println!(
+                "  +{:.0?}: {connected} of {want} served ({} connection attempts so far, {} failed)",
+                t0.elapsed(),
+                ATTEMPTS.load(Ordering::Relaxed),
+                FAILED_ATTEMPTS.load(Ordering::Relaxed)
+            );
+            next_line = Some(at + p);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    connected
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    match ke_benchkit::raise_open_file_limit() {
+        Ok(n) if (n as usize) < args.nodes + 100 => {
+            eprintln!("warning: the open-file limit ({n}) is below the node count: some nodes will fail")
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
     let tmp;
     let dir = match &args.workdir {
         Some(d) => {
@@ -201,33 +483,25 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let ca = ke_pki::Ca::create("hubbench CA")?;
-    let cloud = start_cloud(&args, &dir, &ca)?;
-    let pid = cloud.proc.pid();
-    // Wait for the listener.
-    let t0 = Instant::now();
-    while tokio::net::TcpStream::connect(&cloud.ws).await.is_err() {
-        if t0.elapsed() > Duration::from_secs(20) {
-            bail!(
-                "cloudcore did not listen on {} (see {}/cloudcore.log)",
-                cloud.ws,
-                dir.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = if args.ha {
+        ha::run(&args, &dir, &ca).await
+    } else {
+        single(&args, &dir, &ca).await
+    };
+    if args.workdir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    r
+}
+
+/// One cloudcore (plain or controller mode).
+async fn single(args: &Args, dir: &Path, ca: &ke_pki::Ca) -> anyhow::Result<()> {
+    let cloud = start_cloud(args, dir, ca, None)?;
+    let pid = cloud.proc.pid();
+    wait_listening(&cloud, dir).await?;
     let rss_idle = rss(pid).0;
     println!("cloudcore pid {pid}, idle RSS {} KB", rss_idle);
-
-    println!("issuing {} node certificates…", args.nodes);
-    let ca_pem = ca.cert_pem().as_bytes().to_vec();
-    let mut tls = Vec::with_capacity(args.nodes);
-    for i in 0..args.nodes {
-        let pair = ca.issue_node(&format!("bench-{i}"))?;
-        let material =
-            ke_pki::tls::TlsMaterial::from_pem(&ca_pem, pair.cert_pem.as_bytes(), pair.key_pem.as_bytes())?;
-        tls.push(ke_pki::tls::client_config_from(material)?);
-    }
+    let tls = node_tls(ca, args.nodes)?;
 
     println!("connecting {} nodes…", args.nodes);
     let kube = match &args.kubeconfig {
@@ -236,39 +510,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let arrivals: Arrivals = Arc::default();
     let received = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let sem = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency));
     let t_connect = Instant::now();
-    for (i, tls) in tls.into_iter().enumerate() {
-        let permit = sem.clone().acquire_owned().await?;
-        let (server, received, failed) = (cloud.ws.clone(), received.clone(), failed.clone());
-        let arrivals = arrivals.clone();
-        let hb = Duration::from_secs(args.heartbeat);
-        tokio::spawn(async move {
-            let node = format!("bench-{i}");
-            // Hold the permit only for the handshake: released once the first keepalive went out.
-            let fut = simulated_edge(server, node.clone(), tls, hb, received, arrivals);
-            drop(permit);
-            if let Err(e) = fut.await {
-                failed.fetch_add(1, Ordering::Relaxed);
-                eprintln!("{node}: {e:#}");
-            }
-        });
-        if i % 500 == 499 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    let mut connected = 0.0;
-    let deadline = Instant::now() + Duration::from_secs(60 + args.nodes as u64 / 50);
-    while Instant::now() < deadline {
-        connected = metric(&cloud.metrics, "cloudhub_connected_nodes")
-            .await
-            .unwrap_or(0.0);
-        if connected as usize + failed.load(Ordering::Relaxed) >= args.nodes {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let failed = connect_nodes(args, tls, |_| vec![cloud.ws.clone()], &received, &arrivals).await?;
+    let limit = Duration::from_secs(60 + args.nodes as u64 / 50);
+    let connected = wait_connected(&[&cloud], args.nodes, &failed, limit, None).await;
     println!(
         "nodes connected: {connected} of {} in {:.1?}",
         args.nodes,
@@ -297,70 +542,147 @@ async fn main() -> anyhow::Result<()> {
         "latency phase: {} msg/s for {} s through the unix socket…",
         args.rate, args.seconds
     );
-    let total = (args.rate * args.seconds) as usize;
-    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let mut handles = Vec::with_capacity(total);
     let nodes = (connected as usize).max(1);
-    for i in 0..total {
-        ticker.tick().await;
-        let node = format!("bench-{}", i % nodes);
-        let msg = Message::new(
-            module::EDGECONTROLLER,
-            group::RESOURCE,
-            op::UPDATE,
-            format!("node/{node}/default/configmap/cm-{i}"),
-            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
-        )
-        .with_resource_version((i + 1).to_string());
-        let (sock, lat, errors) = (cloud.sock.clone(), lat.clone(), errors.clone());
-        handles.push(tokio::spawn(async move {
-            let t = Instant::now();
-            match ke_transport::unix::request(&sock, &msg, 1 << 20).await {
-                Ok(r) if r.operation() == op::RESPONSE => {
-                    if let Ok(mut l) = lat.lock() {
-                        l.push(t.elapsed());
-                    }
-                }
-                Ok(r) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("error reply: {}", r.content_json_text());
-                }
-                Err(e) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("unix request failed: {e}");
-                }
-            }
-        }));
-    }
-    for h in handles {
-        let _ = h.await;
-    }
-    let mut l = lat.lock().map(|l| l.clone()).unwrap_or_default();
-    l.sort();
-    println!(
-        "cloud->edge->ack latency over {} messages at {} msg/s: p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}  errors {}   (target p99 <= 20 ms at 1,000 msg/s)",
-        l.len(),
-        args.rate,
-        pct(&l, 0.50),
-        pct(&l, 0.90),
-        pct(&l, 0.99),
-        l.last().copied().unwrap_or_default(),
-        errors.load(Ordering::Relaxed)
-    );
+    let targets: Vec<(PathBuf, String)> = (0..nodes)
+        .map(|i| (cloud.sock.clone(), format!("bench-{i}")))
+        .collect();
+    let (l, errors) = latency_phase(&targets, args.rate, args.seconds, 0).await;
+    print_latency("one cloudcore", &l, errors, args.rate);
     println!(
         "edges received {} messages; cloudcore RSS now {} KB",
         received.load(Ordering::Relaxed),
         rss(pid).0
     );
     drop(cloud);
-    if args.workdir.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     Ok(())
+}
+
+/// HA mode: two cloudcores, one killed.
+mod ha {
+    use super::*;
+
+    pub(crate) async fn run(args: &Args, dir: &Path, ca: &ke_pki::Ca) -> anyhow::Result<()> {
+        let kc = args.kubeconfig.as_deref().context("--ha needs --kubeconfig")?;
+        let client = controller::client(kc).await?;
+        let ns = format!("hubbench-{}", std::process::id());
+        controller::create_namespace(&client, &ns).await?;
+        let r = measure(args, dir, ca, &ns).await;
+        controller::delete_namespace(&client, &ns).await;
+        r
+    }
+
+    async fn measure(args: &Args, dir: &Path, ca: &ke_pki::Ca, ns: &str) -> anyhow::Result<()> {
+        let side = |id: &str| HaSide {
+            identity: id.to_owned(),
+            namespace: ns.to_owned(),
+        };
+        // One after the other: the first puts the CA into the Secret, the second finds it there.
+        let mut a = start_cloud(args, &dir.join("a"), ca, Some(&side("bench-a")))?;
+        wait_listening(&a, &dir.join("a")).await?;
+        let b = start_cloud(args, &dir.join("b"), ca, Some(&side("bench-b")))?;
+        wait_listening(&b, &dir.join("b")).await?;
+        let (pa, pb) = (a.proc.pid(), b.proc.pid());
+        let (idle_a, idle_b) = (rss(pa).0, rss(pb).0);
+        println!(
+            "cloudcores a (pid {pa}, idle RSS {idle_a} KB) and b (pid {pb}, idle RSS {idle_b} KB), Leases in namespace {ns}"
+        );
+
+        let n = args.nodes;
+        let half = n / 2;
+        let tls = node_tls(ca, n)?;
+        println!("connecting {n} nodes, half to each cloudcore…");
+        let (received, arrivals) = (Arc::new(AtomicUsize::new(0)), Arrivals::default());
+        let t_connect = Instant::now();
+        let (wa, wb) = (a.ws.clone(), b.ws.clone());
+        let servers = move |i: usize| {
+            if i < half {
+                vec![wa.clone(), wb.clone()]
+            } else {
+                vec![wb.clone(), wa.clone()]
+            }
+        };
+        let failed = connect_nodes(args, tls, servers, &received, &arrivals).await?;
+        let limit = Duration::from_secs(60 + n as u64 / 20);
+        let connected = wait_connected(&[&a, &b], n, &failed, limit, None).await;
+        let on_a = connected_on(&[&a]).await;
+        println!(
+            "nodes connected: {connected} of {n} in {:.1?} (a {on_a}, b {}), each with its Lease written",
+            t_connect.elapsed(),
+            connected - on_a
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (ra, rb) = (rss(pa).0, rss(pb).0);
+        let per_node = (ra.saturating_sub(idle_a) + rb.saturating_sub(idle_b)) as f64 / connected.max(1.0);
+        println!(
+            "both cloudcores: RSS a {ra} KB + b {rb} KB with {connected} nodes: {per_node:.1} KB per node above idle   (target <= 30 KB/node)"
+        );
+
+        let targets = |f: &dyn Fn(usize) -> PathBuf| -> Vec<(PathBuf, String)> {
+            (0..n).map(|i| (f(i), format!("bench-{i}"))).collect()
+        };
+        let (sa, sb) = (a.sock.clone(), b.sock.clone());
+        let before = targets(&|i| if i < half { sa.clone() } else { sb.clone() });
+        println!(
+            "latency phase with both up: {} msg/s for {} s…",
+            args.rate, args.seconds
+        );
+        let (l, errors) = latency_phase(&before, args.rate, args.seconds, 0).await;
+        print_latency("before failover", &l, errors, args.rate);
+
+        let takeovers_before = metric(&b.metrics, "cloudhub_lease_takeovers")
+            .await
+            .unwrap_or(0.0);
+        println!(
+            "killing cloudcore a (SIGKILL) with {on_a} nodes (leaseQPS {}, leaseDurationSeconds 15)…",
+            args.lease_qps
+        );
+        let t_kill = Instant::now();
+        a.proc.kill_now()?;
+        let served = wait_connected(
+            &[&b],
+            n,
+            &failed,
+            Duration::from_secs(300),
+            Some(Duration::from_secs(2)),
+        )
+        .await;
+        let rehome = t_kill.elapsed();
+        let takeovers = metric(&b.metrics, "cloudhub_lease_takeovers")
+            .await
+            .unwrap_or(0.0)
+            - takeovers_before;
+        println!(
+            "re-home: cloudcore b serves {served} of {n} nodes {rehome:.2?} after the kill ({takeovers} Lease takeovers, {on_a} nodes moved)   (target: 5,000 nodes re-homed <= 30 s)"
+        );
+        for (n, why) in failure_tally().into_iter().take(5) {
+            println!("  {n} connection attempts ended with: {why}");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rb = rss(pb).0;
+        println!(
+            "cloudcore b: RSS {rb} KB with {served} nodes: {:.1} KB per node above idle   (target <= 30 KB/node)",
+            rb.saturating_sub(idle_b) as f64 / served.max(1.0)
+        );
+        let after = targets(&|_| sb.clone());
+        println!(
+            "latency phase after failover: {} msg/s for {} s…",
+            args.rate, args.seconds
+        );
+        let (l, errors) = latency_phase(
+            &after,
+            args.rate,
+            args.seconds,
+            (args.rate * args.seconds) as usize,
+        )
+        .await;
+        print_latency("after failover", &l, errors, args.rate);
+        println!("edges received {} messages", received.load(Ordering::Relaxed));
+        drop(b);
+        if served < n as f64 {
+            bail!("{} nodes never re-homed", n as f64 - served);
+        }
+        Ok(())
+    }
 }
 
 /// Controller mode: the API side (nodes, pods, cleanup).
@@ -379,21 +701,42 @@ mod controller {
         label: String,
     }
 
-    /// Connects, creates the namespace and one edge Node per simulated node.
-    pub(crate) async fn setup(kubeconfig: &Path, nodes: usize) -> anyhow::Result<Kube> {
+    /// A client of the API server of `kubeconfig`.
+    pub(crate) async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
         let kc =
             Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
         let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-        let client = kube::Client::try_from(cfg)?;
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
+    pub(crate) async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_namespace(client: &kube::Client, name: &str) {
+        if let Err(e) = Api::<Namespace>::all(client.clone())
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            eprintln!("deleting namespace {name}: {e}");
+        }
+    }
+
+    /// Connects, creates the namespace and one edge Node per simulated node.
+    pub(crate) async fn setup(kubeconfig: &Path, nodes: usize) -> anyhow::Result<Kube> {
         let run = std::process::id();
         let k = Kube {
-            client,
+            client: client(kubeconfig).await?,
             ns: format!("hubbench-{run}"),
             label: format!("hubbench={run}"),
         };
         let pp = PostParams::default();
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": k.ns}}))?;
-        Api::<Namespace>::all(k.client.clone()).create(&pp, &ns).await?;
+        create_namespace(&k.client, &k.ns).await?;
         println!("creating {nodes} edge nodes…");
         let api = Api::<Node>::all(k.client.clone());
         let results: Vec<_> = futures_util::stream::iter(0..nodes)
@@ -490,10 +833,8 @@ mod controller {
         if let Err(e) = pods.delete_collection(&now, &ListParams::default()).await {
             eprintln!("deleting pods in {}: {e}", k.ns);
         }
+        delete_namespace(&k.client, &k.ns).await;
         let dp = DeleteParams::default();
-        if let Err(e) = Api::<Namespace>::all(k.client.clone()).delete(&k.ns, &dp).await {
-            eprintln!("deleting namespace {}: {e}", k.ns);
-        }
         let lp = ListParams::default().labels(&k.label);
         if let Err(e) = Api::<Node>::all(k.client.clone())
             .delete_collection(&dp, &lp)

@@ -40,6 +40,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 pub struct Proc {
     child: Child,
     grace: Duration,
+    reaped: bool,
 }
 
 impl Proc {
@@ -50,17 +51,43 @@ impl Proc {
 
     /// Takes charge of `child`, waiting up to `grace` after SIGTERM.
     pub fn with_grace(child: Child, grace: Duration) -> Self {
-        Self { child, grace }
+        Self {
+            child,
+            grace,
+            reaped: false,
+        }
     }
 
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// SIGKILL now (a crash, as far as its peers can tell), and reaps it.
+    pub fn kill_now(&mut self) -> Result<()> {
+        self.child.kill().map_err(io("killing the daemon"))?;
+        self.child.wait().map_err(io("reaping the daemon"))?;
+        self.reaped = true;
+        Ok(())
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit; returns the new soft limit.
+/// (A bench holding thousands of sockets needs it; the daemons it starts inherit it.)
+pub fn raise_open_file_limit() -> Result<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    lim.current = lim.maximum;
+    setrlimit(Resource::Nofile, lim)
+        .map_err(|e| io("raising the open-file limit")(std::io::Error::from(e)))?;
+    Ok(lim.current.unwrap_or(u64::MAX))
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.reaped {
+            return; // its pid may be another process's by now
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
