@@ -66,6 +66,17 @@ impl Drop for Cleanup {
     }
 }
 
+/// The `edged:` section of an edgecore running `node`'s pods on the test containerd (node status
+/// every 2 s).
+pub(crate) fn containerd_edged(node: &str) -> String {
+    format!(
+        "  edged:\n    hostnameOverride: {node}\n    nodeIP: 127.0.0.1\n    runtimeType: remote\n    \
+         remoteRuntimeEndpoint: unix:///run/containerd/containerd.sock\n    \
+         remoteImageEndpoint: unix:///run/containerd/containerd.sock\n    \
+         podSandboxImage: docker.io/kubeedge/pause:3.6\n    imageGCHighThreshold: 100\n    nodeStatusUpdateFrequency: 2\n"
+    )
+}
+
 #[tokio::test]
 async fn edged_registers_its_node_and_runs_a_kubectl_pod() {
     let Some(k8s) = LocalK8s::shared() else { return };
@@ -74,12 +85,7 @@ async fn edged_registers_its_node_and_runs_a_kubectl_pod() {
     let _cleanup = Cleanup(node.clone());
     let c = Cluster::new(&[&node]);
     let cloud = c.cloud_with("", Some(&k8s.cloudcore_kubeconfig));
-    let edged = format!(
-        "  edged:\n    hostnameOverride: {node}\n    nodeIP: 127.0.0.1\n    runtimeType: remote\n    \
-         remoteRuntimeEndpoint: unix:///run/containerd/containerd.sock\n    \
-         remoteImageEndpoint: unix:///run/containerd/containerd.sock\n    \
-         podSandboxImage: docker.io/kubeedge/pause:3.6\n    imageGCHighThreshold: 100\n    nodeStatusUpdateFrequency: 2\n"
-    );
+    let edged = containerd_edged(&node);
     let no_bus = "  eventbus:\n    enable: false\n";
     let _edge = c.edge_custom(&node, &cloud.ws, &cloud.quic, false, no_bus, false, &edged);
 

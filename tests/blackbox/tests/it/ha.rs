@@ -77,6 +77,29 @@ modules:
     }
 }
 
+/// Cloudcores `a` and `b` in HA mode with `c`'s CA and server certificate, Leases in `ha_ns`,
+/// once both serve metrics.
+async fn ha_pair(c: &Cluster, ha_ns: &str, k8s: &LocalK8s) -> (HaCloud, HaCloud) {
+    let tls = || {
+        [
+            c.pki.ca(),
+            c.pki.dir.join("ca/rootCA.key"),
+            c.pki.cert("server"),
+            c.pki.key("server"),
+        ]
+    };
+    let a = ha_cloud(&c.path().join("a"), "a", ha_ns, k8s, tls());
+    let b = ha_cloud(&c.path().join("b"), "b", ha_ns, k8s, tls());
+    for cloud in [&a, &b] {
+        eventually(Duration::from_secs(60), "cloudcore metrics up", || {
+            let addr = cloud.metrics.clone();
+            async move { metric(&addr, "cloudhub_connected_nodes").await }
+        })
+        .await;
+    }
+    (a, b)
+}
+
 /// `holderIdentity` of every node Lease in `ha_ns`, by node.
 fn node_lease_holders(k8s: &LocalK8s, ha_ns: &str) -> std::collections::BTreeMap<String, String> {
     let out = k8s.kubectl_ok(&[
@@ -132,23 +155,7 @@ async fn edges_fail_over_to_the_other_cloudcore_and_converge() {
     let node_refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
     let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
     let c = Cluster::new_with_sans(&node_refs, &host_refs);
-    let tls = || {
-        [
-            c.pki.ca(),
-            c.pki.dir.join("ca/rootCA.key"),
-            c.pki.cert("server"),
-            c.pki.key("server"),
-        ]
-    };
-    let mut a = ha_cloud(&c.path().join("a"), "a", &ha_ns, &k8s, tls());
-    let b = ha_cloud(&c.path().join("b"), "b", &ha_ns, &k8s, tls());
-    for cloud in [&a, &b] {
-        eventually(Duration::from_secs(60), "cloudcore metrics up", || {
-            let addr = cloud.metrics.clone();
-            async move { metric(&addr, "cloudhub_connected_nodes").await }
-        })
-        .await;
-    }
+    let (mut a, b) = ha_pair(&c, &ha_ns, &k8s).await;
 
     let mut yaml = String::new();
     for (node, ns) in nodes.iter().zip(&nss) {
@@ -464,29 +471,8 @@ async fn a_failover_starts_no_pod_twice_on_containerd() {
     );
     let _cleanup = crate::edged_k8s::Cleanup(node.clone());
     let c = Cluster::new(&[&node]);
-    let tls = || {
-        [
-            c.pki.ca(),
-            c.pki.dir.join("ca/rootCA.key"),
-            c.pki.cert("server"),
-            c.pki.key("server"),
-        ]
-    };
-    let mut a = ha_cloud(&c.path().join("a"), "a", &ha_ns, &k8s, tls());
-    let b = ha_cloud(&c.path().join("b"), "b", &ha_ns, &k8s, tls());
-    for cloud in [&a, &b] {
-        eventually(Duration::from_secs(60), "cloudcore metrics up", || {
-            let addr = cloud.metrics.clone();
-            async move { metric(&addr, "cloudhub_connected_nodes").await }
-        })
-        .await;
-    }
-    let edged = format!(
-        "  edged:\n    hostnameOverride: {node}\n    nodeIP: 127.0.0.1\n    runtimeType: remote\n    \
-         remoteRuntimeEndpoint: unix:///run/containerd/containerd.sock\n    \
-         remoteImageEndpoint: unix:///run/containerd/containerd.sock\n    \
-         podSandboxImage: docker.io/kubeedge/pause:3.6\n    imageGCHighThreshold: 100\n    nodeStatusUpdateFrequency: 2\n"
-    );
+    let (mut a, b) = ha_pair(&c, &ha_ns, &k8s).await;
+    let edged = crate::edged_k8s::containerd_edged(&node);
     let servers = format!("127.0.0.1:{},127.0.0.1:{}", a.port, b.port);
     let no_bus = "  eventbus:\n    enable: false\n";
     let edge = c.edge_custom(&node, &servers, "", false, no_bus, false, &edged);
